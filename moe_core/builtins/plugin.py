@@ -1,0 +1,29 @@
+"""The built-in plugin: registered by :func:`moe_core.plugins.create_plugin_manager` itself."""
+
+from __future__ import annotations
+
+from moe_core.builtins.admin import AdminFrontend
+from moe_core.builtins.fixed import FixedGate, FixedGateOptions
+from moe_core.builtins.memory import MemoryTracker, MemoryTrackerOptions
+from moe_core.builtins.single import SingleCombiner, SingleCombinerOptions
+from moe_core.plugins import Register, hookimpl
+
+
+@hookimpl
+def moe_register_gates(register: Register) -> None:
+    register("fixed", FixedGate, options=FixedGateOptions)
+
+
+@hookimpl
+def moe_register_combiners(register: Register) -> None:
+    register("single", SingleCombiner, options=SingleCombinerOptions)
+
+
+@hookimpl
+def moe_register_trackers(register: Register) -> None:
+    register("memory", MemoryTracker, options=MemoryTrackerOptions)
+
+
+@hookimpl
+def moe_register_frontends(register: Register) -> None:
+    register("admin", AdminFrontend)

@@ -1,0 +1,192 @@
+"""The ``moe`` command: serve the gateway, inspect plugins, try routing and chat from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from moe_core.config import CONFIG_ENV
+from moe_core.errors import ConfigError, MoEError, PluginError
+from moe_core.logging import configure_logging
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        help=f"YAML configuration file (default: ${CONFIG_ENV}, else the embedded default)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="moe", description="A plugin-based mixture-of-experts gateway."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP gateway")
+    _add_config(serve)
+    serve.add_argument("--host", help="address to bind (default: server.host)")
+    serve.add_argument("--port", type=int, help="port to bind (default: server.port)")
+    serve.add_argument("--log-format", choices=["auto", "json", "console"])
+
+    plugins = commands.add_parser("plugins", help="list installed plugins and what they register")
+    _add_config(plugins)
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+
+    route = commands.add_parser("route", help="show the routing decision for a prompt")
+    _add_config(route)
+    route.add_argument("prompt")
+    route.add_argument("-m", "--model", default="auto", help="model or expert (default: auto)")
+    route.add_argument("--json", action="store_true", help="machine-readable output")
+
+    chat = commands.add_parser("chat", help="answer one prompt through the gateway, in-process")
+    _add_config(chat)
+    chat.add_argument("prompt")
+    chat.add_argument("-m", "--model", default="auto", help="model or expert (default: auto)")
+    chat.add_argument("-s", "--system", help="system prompt")
+    chat.add_argument("--max-tokens", type=int)
+    chat.add_argument("--temperature", type=float)
+    chat.add_argument("--no-stream", action="store_true", help="print the answer when complete")
+    chat.add_argument("--json", action="store_true", help="print the full response as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except (ConfigError, PluginError) as exc:
+        print(f"moe: error: {exc}", file=sys.stderr)
+        return 2
+    except MoEError as exc:
+        print(f"moe: {exc.type}: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _build(args: argparse.Namespace) -> Any:
+    from moe_core.orchestrator import MoE
+
+    return MoE.from_config(args.config)
+
+
+def _quiet_logging(args: argparse.Namespace) -> None:
+    configure_logging("debug" if args.verbose else "warning", "console")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from moe_core.config import load_config
+    from moe_core.server import serve
+
+    config = load_config(args.config)
+    configure_logging(
+        "debug" if args.verbose else config.server.log_level,
+        args.log_format or config.server.log_format,
+    )
+    serve(_build(args), host=args.host, port=args.port)
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from moe_core.config import load_config
+    from moe_core.plugins import create_plugin_manager
+
+    _quiet_logging(args)
+    plugins = load_config(args.config).plugins if args.config else None
+    manager = create_plugin_manager(
+        disable=plugins.disable if plugins else (), require=plugins.require if plugins else ()
+    )
+    kinds = manager.kinds
+    if args.json:
+        print(json.dumps([info.as_dict() for info in manager.infos.values()], indent=2))
+        return 0
+    for info in manager.infos.values():
+        print(f"{info.name}  ({info.distribution or 'unknown'} {info.version or ''})".rstrip())
+        if not info.kinds:
+            print("    registers nothing")
+        for part, names in info.kinds.items():
+            for name in names:
+                summary = kinds.get(part, name).summary  # type: ignore[arg-type]
+                print(f"    {part:<9} {name:<22} {summary}")
+    return 0
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    _quiet_logging(args)
+    moe = _build(args)
+
+    async def decide() -> Any:
+        await moe.start(experts=False)
+        try:
+            return await moe.route(_request(args))
+        finally:
+            await moe.aclose()
+
+    decision = asyncio.run(decide())
+    if args.json:
+        print(decision.model_dump_json(indent=2))
+        return 0
+    print(f"experts:    {', '.join(decision.experts)}")
+    print(f"gate:       {decision.gate}")
+    print(f"strategy:   {decision.strategy or moe.default_combiner.name}")
+    if decision.confidence is not None:
+        print(f"confidence: {decision.confidence:.2f}")
+    if decision.runner_up:
+        print(f"runner-up:  {decision.runner_up}")
+    if decision.fallbacks:
+        print(f"fallbacks:  {', '.join(decision.fallbacks)}")
+    print(f"rationale:  {decision.rationale}")
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    _quiet_logging(args)
+    moe = _build(args)
+    request = _request(args)
+
+    async def answer() -> None:
+        async with moe:
+            if args.no_stream or args.json:
+                response = await moe.complete(request)
+                if args.json:
+                    print(response.model_dump_json(indent=2))
+                else:
+                    print(response.result.content)
+                return
+            async with await moe.open_stream(request) as stream:
+                async for delta in stream:
+                    if delta.content:
+                        sys.stdout.write(delta.content)
+                        sys.stdout.flush()
+            sys.stdout.write("\n")
+            if stream.metadata is not None:
+                used = ", ".join(stream.metadata.experts_used)
+                print(f"[{used} · {stream.metadata.total_latency_ms:.0f} ms]", file=sys.stderr)
+
+    asyncio.run(answer())
+    return 0
+
+
+def _request(args: argparse.Namespace) -> dict[str, Any]:
+    messages = [{"role": "system", "content": args.system}] if getattr(args, "system", None) else []
+    messages.append({"role": "user", "content": args.prompt})
+    request: dict[str, Any] = {"model": args.model, "messages": messages}
+    if getattr(args, "max_tokens", None) is not None:
+        request["max_tokens"] = args.max_tokens
+    if getattr(args, "temperature", None) is not None:
+        request["temperature"] = args.temperature
+    return request
+
+
+_COMMANDS = {"serve": cmd_serve, "plugins": cmd_plugins, "route": cmd_route, "chat": cmd_chat}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""One error type per failure a caller can act on.
+
+Every error carries what OpenAI's error envelope needs (HTTP status, ``type``, ``code``, ``param``)
+so that any frontend can render it without knowing where it came from, and the official SDKs
+raise their own exception classes for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MoEError(Exception):
+    """Base of every error the gateway reports to a caller."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+    def envelope(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidRequest(MoEError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class AuthenticationFailed(MoEError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class NotFound(MoEError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class MethodNotAllowed(MoEError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(MoEError):
+    status = 413
+    type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(MoEError):
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
+class RateLimited(MoEError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class UpstreamError(MoEError):
+    """An expert's backend answered with an error or something unreadable."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class ExpertFailed(UpstreamError):
+    """An expert raised an unexpected exception; reported without a stack trace."""
+
+    code = "expert_failed"
+
+
+class ExpertUnavailable(MoEError):
+    """An expert cannot take calls now (still loading, failed to load, circuit open)."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "expert_unavailable"
+
+
+class ExpertTimeout(MoEError):
+    status = 504
+    type = "timeout_error"
+    code = "expert_timeout"
+
+
+class GateError(MoEError):
+    """A gate returned a decision the gateway cannot run (a bug in the gate, not the request)."""
+
+    code = "gate_error"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the exact key path."""
+
+
+class PluginError(Exception):
+    """A plugin failed to import, registered a duplicate kind, or a required one is missing."""

@@ -1,0 +1,52 @@
+"""Small helpers every frontend needs: reading a JSON body safely, answering JSON and errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from moe_core.appkeys import BODY_LIMIT_KEY
+from moe_core.errors import InvalidRequest, MoEError, PayloadTooLarge, UnsupportedMediaType
+
+JSON_TYPES = frozenset({"application/json"})
+
+
+async def read_json_body(request: web.Request) -> bytes:
+    """The raw body of a JSON request, after checking its type and size.
+
+    Parsing is left to the caller (pydantic parses bytes directly, which is faster than
+    ``json.loads`` followed by validation). Empty bodies and wrong content types are 4xx here.
+    """
+    if request.content_type not in JSON_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, got {request.content_type or 'none'!r}"
+        )
+    limit = request.app[BODY_LIMIT_KEY]
+    if request.content_length is not None and request.content_length > limit:
+        raise body_too_large(request.content_length, limit)
+    body = await request.read()
+    if not body.strip():
+        raise InvalidRequest("The request body is empty; send a JSON object", code="invalid_json")
+    return body
+
+
+def body_too_large(size: int | None, limit: int) -> PayloadTooLarge:
+    got = f"{size} bytes" if size is not None else "more"
+    return PayloadTooLarge(f"The request body is too large: {got}, the limit is {limit} bytes")
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode(),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def error_response(error: MoEError) -> web.Response:
+    return json_response(error.envelope(), status=error.status, headers=error.headers or None)

@@ -1,0 +1,453 @@
+"""The pipeline: gate, then combiner, then experts, with trackers told about every step.
+
+:class:`MoE` is the whole gateway as a Python object; the HTTP server is a thin layer over it::
+
+    moe = MoE.from_config("moe.yaml")
+    async with moe:
+        decision = await moe.route({"messages": [{"role": "user", "content": "hi"}]})
+        response = await moe.complete({"messages": [{"role": "user", "content": "hi"}]})
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, ValidationError
+
+from moe_core.config import MoEConfig, load_config
+from moe_core.errors import (
+    ConfigError,
+    GateError,
+    InvalidRequest,
+    ModelNotFound,
+    MoEError,
+    PluginError,
+)
+from moe_core.events import Event, RequestFinished, RequestStarted, RouteDecided
+from moe_core.models import (
+    ChatRequest,
+    Delta,
+    ExpertResult,
+    MoEMetadata,
+    MoEResponse,
+    RoutingDecision,
+)
+from moe_core.parts import Combiner, Expert, Gate, Tracker
+from moe_core.plugins import MoEPluginManager, create_plugin_manager
+from moe_core.pool import ExpertPool, ExpertSlot
+from moe_core.run import Run
+
+log = structlog.get_logger(__name__)
+
+AUTO = "auto"
+RequestLike = ChatRequest | Mapping[str, Any] | str | bytes
+
+
+class MoE:
+    """A configured gateway: experts, one gate, combiners and trackers, built from plugins."""
+
+    def __init__(
+        self,
+        config: MoEConfig,
+        manager: MoEPluginManager,
+        *,
+        pool: ExpertPool,
+        gate: Gate,
+        combiner: Combiner,
+        trackers: dict[str, Tracker],
+    ) -> None:
+        self.config = config
+        self.plugins = manager
+        self.experts = pool
+        self.gate = gate
+        self.default_combiner = combiner
+        self.trackers = trackers
+        self._combiners: dict[str, Combiner] = {config.combiner.kind: combiner}
+        self._started = False
+
+    # -- construction --------------------------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls,
+        source: str | os.PathLike[str] | Mapping[str, Any] | MoEConfig | None = None,
+        *,
+        plugin_manager: MoEPluginManager | None = None,
+    ) -> MoE:
+        """Build a gateway from a YAML path, a dict, a :class:`MoEConfig` or the default.
+
+        Raises :class:`ConfigError` or :class:`PluginError` with a message naming the key or the
+        plugin at fault. Nothing heavy happens here; models load in :meth:`start`.
+        """
+        config = load_config(dict(source) if isinstance(source, Mapping) else source)
+        manager = plugin_manager or create_plugin_manager(
+            disable=config.plugins.disable, require=config.plugins.require
+        )
+        kinds = manager.kinds
+
+        slots = []
+        for name, expert_config in config.experts.items():
+            kind = kinds.get("expert", expert_config.kind)
+            options = config.validate_instance(
+                f"experts.{name}", kind.options, expert_config.options()
+            )
+            expert = _build(kind.build, name, options, Expert, f"experts.{name}")
+            card = expert.card().model_copy(update=expert_config.card_overrides())
+            slots.append(
+                ExpertSlot(
+                    expert,
+                    kind=kind.name,
+                    card=card,
+                    fallbacks=expert_config.fallbacks,
+                    timeout_s=expert_config.timeout_s,
+                )
+            )
+
+        gate_kind = kinds.get("gate", config.gate.kind)
+        gate_options = config.validate_instance("gate", gate_kind.options, config.gate.options())
+        gate = _build(gate_kind.build, gate_kind.name, gate_options, Gate, "gate")
+
+        combiner_kind = kinds.get("combiner", config.combiner.kind)
+        combiner_options = config.validate_instance(
+            "combiner", combiner_kind.options, config.combiner.options()
+        )
+        combiner = _build(
+            combiner_kind.build, combiner_kind.name, combiner_options, Combiner, "combiner"
+        )
+
+        trackers: dict[str, Tracker] = {}
+        for name, tracker_config in config.trackers.items():
+            kind = kinds.get("tracker", tracker_config.kind)
+            options = config.validate_instance(
+                f"trackers.{name}", kind.options, tracker_config.options()
+            )
+            trackers[name] = _build(kind.build, name, options, Tracker, f"trackers.{name}")
+
+        moe = cls(
+            config,
+            manager,
+            pool=ExpertPool(slots),
+            gate=gate,
+            combiner=combiner,
+            trackers=trackers,
+        )
+        cards = moe.experts.cards()
+        for part in (gate, combiner):
+            part.check_experts(cards)
+        return moe
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self, *, wait: bool = True, experts: bool = True) -> None:
+        """Start every part.
+
+        :param wait: wait for experts to load; with ``False`` they load in the background and
+            calls to one that is not ready get a 503 (or go to its fallbacks).
+        :param experts: ``False`` starts only what routing needs (``moe route``).
+        """
+        if self._started:
+            return
+        self._started = True
+        for tracker in self.trackers.values():
+            await tracker.start()
+        await self.gate.start()
+        await self.default_combiner.start()
+        if experts:
+            await self.experts.start(wait=wait)
+
+    async def aclose(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        await self.experts.close()
+        for part in (self.gate, *self._combiners.values(), *self.trackers.values()):
+            try:
+                await part.close()
+            except Exception as exc:
+                log.warning("part.close_failed", part=part.name, error=str(exc))
+
+    async def __aenter__(self) -> MoE:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- requests ------------------------------------------------------------------------
+
+    def model_ids(self) -> list[str]:
+        """What a client may put in ``model``: ``auto`` and every expert's name."""
+        return [AUTO, *self.experts]
+
+    @staticmethod
+    def parse(request: RequestLike) -> ChatRequest:
+        """Validate a request from a model, a dict or raw JSON, as a 400 naming the field."""
+        if isinstance(request, ChatRequest):
+            return request
+        try:
+            if isinstance(request, str | bytes):
+                return ChatRequest.model_validate_json(request)
+            return ChatRequest.model_validate(dict(request), strict=False)
+        except ValidationError as exc:
+            raise _invalid_request(exc) from None
+
+    async def route(self, request: RequestLike) -> RoutingDecision:
+        """The routing decision for a request, without calling any expert."""
+        return await self._decide(self.parse(request))
+
+    async def _decide(self, request: ChatRequest) -> RoutingDecision:
+        forced = request.hints.force_expert
+        target = forced or request.model
+        if target and target != AUTO:
+            if target not in self.experts:
+                param = "moe.force_expert" if forced else "model"
+                raise ModelNotFound(
+                    f"The model {target!r} does not exist; available: "
+                    f"{', '.join(self.model_ids())}",
+                    param=param,
+                )
+            how = "moe.force_expert" if forced else "model"
+            return RoutingDecision(
+                experts=[target],
+                gate="direct",
+                confidence=1.0,
+                rationale=f"the request named expert {target!r} in {how}",
+            )
+        decision = await self.gate.route(request, self.experts.cards(), self.trackers)
+        unknown = [name for name in (*decision.experts, *decision.fallbacks) if name not in self]
+        if unknown:
+            raise GateError(f"gate {self.gate.name!r} chose unknown expert(s) {unknown}")
+        if not decision.gate:
+            decision.gate = self.gate.name
+        return decision
+
+    def __contains__(self, expert: object) -> bool:
+        return expert in self.experts
+
+    def _combiner(self, request: ChatRequest, decision: RoutingDecision) -> Combiner:
+        name = request.hints.strategy or decision.strategy
+        if name is None:
+            return self.default_combiner
+        combiner = self._combiners.get(name)
+        if combiner is None:
+            try:
+                kind = self.plugins.kinds.get("combiner", name)
+                combiner = kind.build(name, kind.options())
+            except (PluginError, ValidationError) as exc:
+                raise InvalidRequest(
+                    f"strategy {name!r} is not available: {exc}", param="moe.strategy"
+                ) from None
+            self._combiners[name] = combiner
+        return combiner
+
+    async def complete(self, request: RequestLike, *, request_id: str | None = None) -> MoEResponse:
+        """Route and answer a request in one piece."""
+        execution = await self._begin(request, request_id)
+        try:
+            result = await execution.combiner.complete(execution.run)
+        except MoEError as exc:
+            await execution.fail(exc)
+            raise
+        return await execution.finish(result)
+
+    async def open_stream(
+        self, request: RequestLike, *, request_id: str | None = None
+    ) -> MoEStream:
+        """Route a request and return its stream of deltas (nothing is generated until read)."""
+        return MoEStream(await self._begin(request, request_id))
+
+    async def _begin(self, request: RequestLike, request_id: str | None) -> _Execution:
+        started = time.perf_counter()
+        parsed = self.parse(request)
+        request_id = request_id or uuid.uuid4().hex
+        await self.emit(RequestStarted(request_id=request_id, request=parsed))
+        try:
+            decision = await self._decide(parsed)
+            combiner = self._combiner(parsed, decision)
+        except MoEError as exc:
+            await self.emit(_finished(request_id, started, exc))
+            raise
+        await self.emit(RouteDecided(request_id=request_id, request=parsed, decision=decision))
+        run = Run(
+            request_id=request_id,
+            request=parsed,
+            decision=decision,
+            pool=self.experts,
+            emit=self.emit,
+        )
+        return _Execution(self, run, combiner, started)
+
+    async def emit(self, event: Event) -> None:
+        """Tell every tracker; a tracker that fails is logged and never fails the request."""
+        for tracker in self.trackers.values():
+            try:
+                await tracker.observe(event)
+            except Exception as exc:
+                log.error(
+                    "tracker.failed", tracker=tracker.name, event=type(event).__name__, error=str(exc)
+                )
+
+
+class _Execution:
+    """Bookkeeping shared by the complete and streaming paths of one request."""
+
+    def __init__(self, moe: MoE, run: Run, combiner: Combiner, started: float) -> None:
+        self.moe = moe
+        self.run = run
+        self.combiner = combiner
+        self.started = started
+        self.id = f"chatcmpl-{run.request_id}"
+        self.created = int(time.time())
+
+    def metadata(self) -> MoEMetadata:
+        run, decision = self.run, self.run.decision
+        return MoEMetadata(
+            request_id=run.request_id,
+            gate=decision.gate,
+            strategy=self.combiner.name,
+            experts_used=run.experts_used,
+            rationale=decision.rationale,
+            confidence=decision.confidence,
+            runner_up=decision.runner_up,
+            latency_ms=run.latency_ms,
+            total_latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
+            fallbacks=run.fallbacks,
+            cost_usd=round(run.cost_usd, 8) if run.usage.total_tokens else None,
+            overrides=decision.overrides,
+        )
+
+    @property
+    def model(self) -> str:
+        """The expert that answered, which is what ``model`` in an OpenAI response means."""
+        used = self.run.experts_used
+        return used[-1] if used else self.run.decision.experts[0]
+
+    async def finish(self, result: ExpertResult) -> MoEResponse:
+        if result.usage is None and self.run.usage.total_tokens:
+            result = result.model_copy(update={"usage": self.run.usage})
+        metadata = self.metadata()
+        await self.moe.emit(
+            RequestFinished(
+                request_id=self.run.request_id,
+                ok=True,
+                latency_ms=metadata.total_latency_ms,
+                metadata=metadata,
+            )
+        )
+        return MoEResponse(
+            id=self.id, created=self.created, model=self.model, result=result, metadata=metadata
+        )
+
+    async def fail(self, error: MoEError) -> None:
+        await self.moe.emit(_finished(self.run.request_id, self.started, error))
+
+
+class MoEStream:
+    """A routed request's answer as an async iterator of :class:`Delta`.
+
+    ``metadata`` is filled in once the stream is exhausted. Close it (``aclose()`` or
+    ``async with``) to stop generation early and release the expert.
+    """
+
+    def __init__(self, execution: _Execution) -> None:
+        self._execution = execution
+        self.id = execution.id
+        self.created = execution.created
+        self.decision = execution.run.decision
+        self.metadata: MoEMetadata | None = None
+        self._deltas = self._generate()
+
+    @property
+    def model(self) -> str:
+        return self._execution.model
+
+    @property
+    def request(self) -> ChatRequest:
+        return self._execution.run.request
+
+    async def _generate(self) -> AsyncIterator[Delta]:
+        execution = self._execution
+        try:
+            async with aclosing(execution.combiner.stream(execution.run)) as deltas:
+                async for delta in deltas:
+                    yield delta
+        except MoEError as exc:
+            await execution.fail(exc)
+            raise
+        self.metadata = execution.metadata()
+        await execution.moe.emit(
+            RequestFinished(
+                request_id=execution.run.request_id,
+                ok=True,
+                latency_ms=self.metadata.total_latency_ms,
+                metadata=self.metadata,
+            )
+        )
+
+    def __aiter__(self) -> AsyncIterator[Delta]:
+        return self._deltas
+
+    async def aclose(self) -> None:
+        await self._deltas.aclose()
+
+    async def __aenter__(self) -> MoEStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def _finished(request_id: str, started: float, error: MoEError) -> RequestFinished:
+    return RequestFinished(
+        request_id=request_id,
+        ok=False,
+        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        error=error.message,
+        error_code=error.code,
+    )
+
+
+def _invalid_request(exc: ValidationError) -> InvalidRequest:
+    """The first validation problem as OpenAI phrases it: a message and the offending param."""
+    error = exc.errors(include_url=False)[0]
+    if error["type"] == "json_invalid":
+        return InvalidRequest(
+            f"We could not parse the JSON body of your request: {error['msg']}",
+            code="invalid_json",
+        )
+    if error["type"] == "model_type" and not error["loc"]:
+        return InvalidRequest("The request body must be a JSON object", code="invalid_json")
+    param = ".".join(str(part) for part in error["loc"]) or None
+    if error["type"] == "missing":
+        return InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
+    return InvalidRequest(
+        f"Invalid value for '{param}': {error['msg']} (got {_short(error.get('input'))}).",
+        param=param,
+        code="invalid_value",
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _build(factory: Any, name: str, options: BaseModel, expected: type, path: str) -> Any:
+    """Call a kind's factory, turning its failure into a startup error naming the key path."""
+    try:
+        built = factory(name, options)
+    except (ConfigError, PluginError):
+        raise
+    except Exception as exc:
+        raise ConfigError(f"{path}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(built, expected):
+        raise PluginError(
+            f"{path}: the factory returned {type(built).__name__}, not a {expected.__name__}"
+        )
+    return built

@@ -1,0 +1,125 @@
+"""The five parts a plugin can provide, as small base classes.
+
+Subclass the one you need and implement its abstract method; everything else has a sensible
+default. Factories receive ``name`` (the instance name from config) and ``options`` (the kind's
+validated options model), which the base classes keep as attributes.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from moe_core.models import ChatRequest, Delta, ExpertCard, ExpertResult, RoutingDecision
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from moe_core.events import Event
+    from moe_core.run import Run
+
+
+class Part:
+    """What every part has: a name, its options, and an optional async lifecycle."""
+
+    def __init__(self, name: str, options: BaseModel) -> None:
+        self.name = name
+        self.options = options
+
+    async def start(self) -> None:
+        """Acquire resources (load a model, open a session). Runs once before the first call."""
+
+    async def close(self) -> None:
+        """Release what :meth:`start` acquired. Runs once at shutdown."""
+
+    def check_experts(self, experts: Mapping[str, ExpertCard]) -> None:
+        """Raise :class:`moe_core.ConfigError` if the options name an expert not configured.
+
+        Called once at startup with every configured expert, so a typo in a gate's or a
+        combiner's expert list stops the gateway instead of failing the first request.
+        """
+
+
+class Expert(Part):
+    """Something that answers a chat request."""
+
+    def card(self) -> ExpertCard:
+        """Describe this expert; config's ``card:`` overrides any field of it."""
+        return ExpertCard()
+
+    @abc.abstractmethod
+    async def generate(self, request: ChatRequest) -> ExpertResult:
+        """Answer the request in one piece."""
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        """Answer the request incrementally; the default yields the whole answer as one delta."""
+        yield Delta.whole(await self.generate(request))
+
+
+class Gate(Part):
+    """A routing policy."""
+
+    @abc.abstractmethod
+    async def route(
+        self,
+        request: ChatRequest,
+        experts: Mapping[str, ExpertCard],
+        signals: Mapping[str, Tracker],
+    ) -> RoutingDecision:
+        """Decide which of ``experts`` answer ``request``, with a rationale.
+
+        :param experts: available experts (name to card), in configuration order.
+        :param signals: configured trackers by name, to read what they learned.
+        """
+
+
+class Combiner(Part):
+    """A strategy that runs a decision: calls experts and merges their answers."""
+
+    @abc.abstractmethod
+    async def complete(self, run: Run) -> ExpertResult:
+        """Run the decision and return one merged answer."""
+
+    async def stream(self, run: Run) -> AsyncIterator[Delta]:
+        """Run the decision and stream the answer; the default streams the merged answer whole."""
+        yield Delta.whole(await self.complete(run))
+
+
+class Tracker(Part):
+    """An observer of every request's events, keeping state gates can read."""
+
+    @abc.abstractmethod
+    async def observe(self, event: Event) -> None:
+        """Record one event. Must be quick: it runs on the request path."""
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-ready summary of what this tracker knows (served at ``GET /-/stats``)."""
+        return {}
+
+
+class Frontend(Part):
+    """A set of HTTP routes speaking one wire format."""
+
+    @abc.abstractmethod
+    def setup(self, app: web.Application) -> None:
+        """Add routes to ``app``; reach the pipeline through ``request.app[MOE_KEY]``."""
+
+
+def require_known_experts(
+    experts: Mapping[str, ExpertCard], path: str, named: Mapping[str, str | None]
+) -> None:
+    """Raise :class:`ConfigError` for the first option naming an expert that is not configured.
+
+    :param path: where the options live in the config (``gate``, ``combiner``).
+    :param named: option key to the expert name it holds (``None`` means unset).
+    """
+    from moe_core.errors import ConfigError
+
+    for key, name in named.items():
+        if name is not None and name not in experts:
+            raise ConfigError(
+                f"{path}.{key}: unknown expert {name!r}; configured experts: {', '.join(experts)}"
+            )

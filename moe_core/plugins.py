@@ -1,0 +1,271 @@
+"""Plugin discovery and the kind registry.
+
+There is no global plugin manager: :func:`create_plugin_manager` returns a fresh one, so tests
+and embedders can build one with exactly the plugins they want. Everything that can go wrong with
+a plugin (it fails to import, misspells a hook, registers a kind twice, is required but missing)
+is a :class:`PluginError` at startup naming the plugin and its distribution.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import pluggy
+from pydantic import BaseModel, ConfigDict
+
+from moe_core import hookspecs
+from moe_core.errors import PluginError
+
+PROJECT = "moe"
+ENTRY_POINT_GROUP = "moe"
+BUILTINS_NAME = "builtins"
+
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+Part = Literal["expert", "gate", "combiner", "tracker", "frontend"]
+PARTS: tuple[Part, ...] = ("expert", "gate", "combiner", "tracker", "frontend")
+_HOOK_OF_PART: dict[Part, str] = {part: f"moe_register_{part}s" for part in PARTS}
+
+
+class Options(BaseModel):
+    """Base for a kind's options: unknown keys are errors, so a typo in config never goes unseen."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Register(Protocol):
+    """The callback a ``moe_register_*`` hook receives."""
+
+    def __call__(
+        self,
+        name: str,
+        factory: Callable[..., Any],
+        *,
+        options: type[BaseModel] = ...,
+        summary: str | None = ...,
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A registered factory: what config names with ``kind: <name>``."""
+
+    part: Part
+    name: str
+    factory: Callable[..., Any]
+    options: type[BaseModel]
+    plugin: str
+    summary: str
+
+    def build(self, name: str, options: BaseModel) -> Any:
+        return self.factory(name=name, options=options)
+
+
+@dataclass
+class PluginInfo:
+    """What ``GET /-/plugins`` and ``moe plugins`` report for one plugin."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    hooks: list[str] = field(default_factory=list)
+    kinds: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f'"{self.name}" (distribution {self.distribution or "unknown"})'
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "hooks": self.hooks,
+            "kinds": self.kinds,
+        }
+
+
+class KindRegistry:
+    """Every kind of every part, looked up by name with an error that lists what exists."""
+
+    def __init__(self) -> None:
+        self._kinds: dict[Part, dict[str, Kind]] = {part: {} for part in PARTS}
+
+    def add(self, kind: Kind, plugins: dict[str, PluginInfo]) -> None:
+        existing = self._kinds[kind.part].get(kind.name)
+        if existing is not None:
+            raise PluginError(
+                f"{kind.part} kind {kind.name!r} is registered twice: by plugin "
+                f"{plugins[existing.plugin].label} and by plugin {plugins[kind.plugin].label}; "
+                "uninstall or disable one of them (plugins.disable in the config)"
+            )
+        self._kinds[kind.part][kind.name] = kind
+
+    def get(self, part: Part, name: str) -> Kind:
+        try:
+            return self._kinds[part][name]
+        except KeyError:
+            known = ", ".join(sorted(self._kinds[part])) or "none"
+            raise PluginError(
+                f"unknown {part} kind {name!r}; installed {part} kinds: {known}. "
+                "Is the plugin that provides it installed and not disabled?"
+            ) from None
+
+    def names(self, part: Part) -> list[str]:
+        return sorted(self._kinds[part])
+
+    def of_part(self, part: Part) -> list[Kind]:
+        return [self._kinds[part][name] for name in sorted(self._kinds[part])]
+
+
+class MoEPluginManager:
+    """A typed facade over pluggy: the rest of the code never calls ``pm.hook`` itself."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+        self._kinds: KindRegistry | None = None
+
+    def register(
+        self,
+        plugin: object,
+        name: str,
+        *,
+        distribution: str | None = None,
+        version: str | None = None,
+    ) -> None:
+        if name in self.infos:
+            raise PluginError(
+                f'plugin "{name}" is registered twice (second time from distribution '
+                f"{distribution or 'unknown'}; first from {self.infos[name].distribution})"
+            )
+        info = PluginInfo(name=name, distribution=distribution, version=version)
+        try:
+            self.pm.register(plugin, name=name)
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self.pm.unregister(name=name)
+            raise PluginError(f"plugin {info.label} is invalid: {exc}") from exc
+        info.hooks = sorted(impl_name for impl_name in _hook_names(self.pm, plugin))
+        self.infos[name] = info
+        self._kinds = None
+
+    def load_entrypoints(self, disable: Iterable[str] = ()) -> None:
+        disabled = set(disable)
+        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if entry_point.name in disabled or entry_point.name in self.infos:
+                continue
+            dist = entry_point.dist
+            dist_name = dist.name if dist is not None else None
+            try:
+                plugin = entry_point.load()
+            except Exception as exc:
+                raise PluginError(
+                    f'Error importing plugin "{entry_point.name}" from distribution '
+                    f"{dist_name or 'unknown'} ({entry_point.value}): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            self.register(
+                plugin,
+                entry_point.name,
+                distribution=dist_name,
+                version=dist.version if dist is not None else None,
+            )
+
+    def require(self, names: Iterable[str]) -> None:
+        missing = [name for name in names if name not in self.infos]
+        if missing:
+            raise PluginError(
+                f"required plugin(s) not installed or disabled: {', '.join(missing)}; "
+                f"installed: {', '.join(sorted(self.infos))}"
+            )
+
+    @property
+    def kinds(self) -> KindRegistry:
+        """All kinds, collected by calling every ``moe_register_*`` hook once."""
+        if self._kinds is None:
+            self._kinds = self._collect_kinds()
+        return self._kinds
+
+    def _collect_kinds(self) -> KindRegistry:
+        registry = KindRegistry()
+        for info in self.infos.values():
+            info.kinds = {}
+        for part in PARTS:
+            caller = getattr(self.pm.hook, _HOOK_OF_PART[part])
+            # Each implementation is called on its own so every kind is attributed to its plugin.
+            for impl in reversed(caller.get_hookimpls()):
+                register = _registrar(part, impl.plugin_name, registry, self.infos)
+                try:
+                    impl.function(register=register)
+                except PluginError:
+                    raise
+                except Exception as exc:
+                    raise PluginError(
+                        f"plugin {self.infos[impl.plugin_name].label} failed in "
+                        f"{_HOOK_OF_PART[part]}: {type(exc).__name__}: {exc}"
+                    ) from exc
+        return registry
+
+
+def _registrar(
+    part: Part, plugin: str, registry: KindRegistry, infos: dict[str, PluginInfo]
+) -> Register:
+    def register(
+        name: str,
+        factory: Callable[..., Any],
+        *,
+        options: type[BaseModel] = Options,
+        summary: str | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"plugin {infos[plugin].label} registered a {part} with no name")
+        doc = summary if summary is not None else (factory.__doc__ or "").strip()
+        kind = Kind(part, name, factory, options, plugin, doc.splitlines()[0] if doc else "")
+        registry.add(kind, infos)
+        infos[plugin].kinds.setdefault(part, []).append(name)
+
+    return register
+
+
+def _hook_names(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    return [caller.name for caller in pm.get_hookcallers(plugin) or []]
+
+
+def create_plugin_manager(
+    *,
+    disable: Iterable[str] = (),
+    require: Iterable[str] = (),
+    entrypoints: bool = True,
+    plugins: Iterable[tuple[str, object]] = (),
+) -> MoEPluginManager:
+    """A fresh manager with the built-ins, the installed entry points and any extra plugins.
+
+    :param disable: entry-point names not to load.
+    :param require: plugin names that must be present, or startup fails.
+    :param entrypoints: load installed plugins (tests may turn this off).
+    :param plugins: extra ``(name, plugin)`` pairs, registered like installed ones.
+    """
+    from moe_core.builtins import plugin as builtins_plugin
+
+    manager = MoEPluginManager()
+    manager.register(
+        builtins_plugin, BUILTINS_NAME, distribution="moe-core", version=distribution_version("moe-core")
+    )
+    if entrypoints:
+        manager.load_entrypoints(disable)
+    for name, plugin in plugins:
+        manager.register(plugin, name)
+    manager.require(require)
+    return manager
+
+
+def distribution_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None

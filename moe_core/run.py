@@ -1,0 +1,175 @@
+"""One request's execution, as combiners see it.
+
+A combiner only decides *which* expert to call *when*; :class:`Run` does the rest for every call:
+checks the expert is ready, applies the gate's parameter overrides, enforces the expert's timeout,
+turns unexpected exceptions into clear errors, measures latency and cost, and reports each call
+to the trackers. That is why every combiner gets the same metadata and tracking for free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from moe_core.errors import ExpertFailed, ExpertTimeout, MoEError
+from moe_core.events import Event, ExpertCalled
+from moe_core.models import (
+    ChatRequest,
+    Delta,
+    ExpertResult,
+    FallbackRecord,
+    RoutingDecision,
+    Usage,
+)
+from moe_core.pool import ExpertPool, ExpertSlot
+
+Emit = Callable[[Event], Awaitable[None]]
+
+
+class Run:
+    """The request, the decision, and the guarded way to call experts."""
+
+    def __init__(
+        self,
+        *,
+        request_id: str,
+        request: ChatRequest,
+        decision: RoutingDecision,
+        pool: ExpertPool,
+        emit: Emit,
+    ) -> None:
+        self.request_id = request_id
+        self.request = request
+        self.decision = decision
+        self._pool = pool
+        self._emit = emit
+        self.latency_ms: dict[str, float] = {}
+        self.experts_used: list[str] = []
+        self.fallbacks: list[FallbackRecord] = []
+        self.usage = Usage()
+        self.cost_usd = 0.0
+
+    def candidates(self) -> list[str]:
+        """The chosen experts, then the decision's fallbacks, then each one's configured
+        fallbacks: the order a fallback chain walks, without repeats."""
+        order: list[str] = []
+        for name in (*self.decision.experts, *self.decision.fallbacks):
+            for candidate in (name, *self._pool[name].fallbacks):
+                if candidate not in order:
+                    order.append(candidate)
+        return order
+
+    def record_fallback(self, expert: str, error: Exception) -> None:
+        message = error.message if isinstance(error, MoEError) else str(error)
+        self.fallbacks.append(FallbackRecord(expert=expert, error=message))
+
+    def prepare(self, request: ChatRequest | None = None) -> ChatRequest:
+        """The request with the gate's overrides applied where the caller left a value unset."""
+        request = request or self.request
+        overrides = {
+            key: value
+            for key, value in self.decision.overrides.items()
+            if getattr(request, key, None) is None
+        }
+        return request.model_copy(update=overrides) if overrides else request
+
+    async def call(self, expert: str, request: ChatRequest | None = None) -> ExpertResult:
+        """Call one expert for a complete answer."""
+        slot = self._pool[expert]
+        slot.check_ready()
+        prepared = self.prepare(request)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(slot.timeout_s):
+                result = await slot.expert.generate(prepared)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = _as_moe_error(slot, exc)
+            await self._record(slot, started, streamed=False, usage=None, error=error)
+            if error is exc:
+                raise
+            raise error from exc
+        await self._record(slot, started, streamed=False, usage=result.usage, error=None)
+        return result
+
+    async def stream(
+        self, expert: str, request: ChatRequest | None = None
+    ) -> AsyncIterator[Delta]:
+        """Call one expert for a streamed answer; ``timeout_s`` bounds the wait for each chunk."""
+        slot = self._pool[expert]
+        slot.check_ready()
+        prepared = self.prepare(request)
+        started = time.perf_counter()
+        usage: Usage | None = None
+        try:
+            async with aclosing(slot.expert.stream(prepared)) as deltas:
+                iterator = aiter(deltas)
+                while True:
+                    async with asyncio.timeout(slot.timeout_s):
+                        try:
+                            delta = await anext(iterator)
+                        except StopAsyncIteration:
+                            break
+                    if delta.usage is not None:
+                        usage = delta.usage
+                    yield delta
+        except (GeneratorExit, asyncio.CancelledError):
+            # The consumer stopped early (the client went away, a race was lost): not an outcome
+            # of the expert's, so nothing is reported.
+            raise
+        except Exception as exc:
+            error = _as_moe_error(slot, exc)
+            await self._record(slot, started, streamed=True, usage=usage, error=error)
+            if error is exc:
+                raise
+            raise error from exc
+        await self._record(slot, started, streamed=True, usage=usage, error=None)
+
+    async def _record(
+        self,
+        slot: ExpertSlot,
+        started: float,
+        *,
+        streamed: bool,
+        usage: Usage | None,
+        error: Exception | None,
+    ) -> None:
+        latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        self.latency_ms[slot.name] = latency_ms
+        cost = None
+        if error is None:
+            self.experts_used.append(slot.name)
+            if usage is not None:
+                self.usage = self.usage + usage
+                cost = (
+                    usage.prompt_tokens * slot.card.cost_per_1k_input
+                    + usage.completion_tokens * slot.card.cost_per_1k_output
+                ) / 1000
+                self.cost_usd += cost
+        moe_error = error if isinstance(error, MoEError) else None
+        await self._emit(
+            ExpertCalled(
+                request_id=self.request_id,
+                expert=slot.name,
+                provider=slot.card.provider,
+                task_type=self.request.hints.task_type,
+                latency_ms=latency_ms,
+                ok=error is None,
+                streamed=streamed,
+                usage=usage,
+                cost_usd=cost,
+                error=None if error is None else str(getattr(error, "message", error)),
+                error_code=moe_error.code if moe_error else None,
+            )
+        )
+
+
+def _as_moe_error(slot: ExpertSlot, exc: Exception) -> Exception:
+    """Map what an expert raised to an error a caller can read, never a bare stack trace."""
+    if isinstance(exc, MoEError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return ExpertTimeout(f"expert {slot.name!r} did not answer within {slot.timeout_s} s")
+    return ExpertFailed(f"expert {slot.name!r} failed: {type(exc).__name__}: {exc}")

@@ -1,0 +1,215 @@
+"""The aiohttp application: every registered frontend, behind a few small middlewares.
+
+Middlewares, outermost first: request id + access log, error envelope, bearer-key auth. Every
+error a client can see, aiohttp's own 404/405/413 included, is OpenAI's envelope
+``{"error": {"message", "type", "param", "code"}}``; an unexpected exception is logged with its
+traceback and answered with a plain 500 envelope, never the traceback itself.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from moe_core.appkeys import API_KEYS_KEY, BODY_LIMIT_KEY, MOE_KEY
+from moe_core.config import FrontendSettings
+from moe_core.errors import (
+    AuthenticationFailed,
+    ConfigError,
+    MethodNotAllowed,
+    MoEError,
+    NotFound,
+    PluginError,
+)
+from moe_core.http import body_too_large, error_response, json_response
+from moe_core.orchestrator import MoE
+from moe_core.parts import Frontend
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REQUEST_ID_HEADER = "X-Request-Id"
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Paths that must answer without a key: load balancers probe them.
+PUBLIC_PATHS = frozenset({"/health"})
+
+
+def create_app(moe: MoE, *, wait_for_experts: bool = False) -> web.Application:
+    """Assemble the gateway's HTTP application.
+
+    :param wait_for_experts: load every expert before accepting requests (tests); by default
+        the server answers at once and experts that are still loading say so with a 503.
+    """
+    server = moe.config.server
+    api_keys = frozenset(server.api_keys())
+    app = web.Application(
+        client_max_size=server.max_body_bytes,
+        middlewares=[
+            _request_id_middleware(server.access_log),
+            _error_middleware,
+            *([_auth_middleware] if api_keys else []),
+        ],
+    )
+    app[MOE_KEY] = moe
+    app[API_KEYS_KEY] = api_keys
+    app[BODY_LIMIT_KEY] = server.max_body_bytes
+    app.on_response_prepare.append(_add_request_id_header)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await moe.start(wait=wait_for_experts)
+        yield
+        await moe.aclose()
+
+    app.cleanup_ctx.append(lifecycle)
+    for frontend in build_frontends(moe):
+        frontend.setup(app)
+    return app
+
+
+def build_frontends(moe: MoE) -> list[Frontend]:
+    """One instance of every registered frontend kind, unless the config disables it."""
+    settings = moe.config.server.frontends
+    unknown = set(settings) - set(moe.plugins.kinds.names("frontend"))
+    if unknown:
+        raise ConfigError(
+            f"server.frontends: unknown frontend(s) {', '.join(sorted(unknown))}; installed: "
+            f"{', '.join(moe.plugins.kinds.names('frontend'))}"
+        )
+    frontends = []
+    for kind in moe.plugins.kinds.of_part("frontend"):
+        setting = settings.get(kind.name, FrontendSettings())
+        if not setting.enabled:
+            continue
+        options = moe.config.validate_instance(
+            f"server.frontends.{kind.name}", kind.options, setting.options()
+        )
+        frontend = kind.build(kind.name, options)
+        if not isinstance(frontend, Frontend):
+            raise PluginError(f"frontend {kind.name!r} did not build a Frontend")
+        frontends.append(frontend)
+    return frontends
+
+
+def _request_id_middleware(access_log: bool):
+    @web.middleware
+    async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
+        incoming = request.headers.get(REQUEST_ID_HEADER)
+        rid = incoming if incoming and _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request["request_id"] = rid
+        structlog.contextvars.bind_contextvars(request_id=rid)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        finally:
+            if access_log:
+                log.info(
+                    "http.request",
+                    method=request.method,
+                    path=request.path,
+                    status=status,
+                    ms=round((time.perf_counter() - started) * 1000, 3),
+                )
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    return request_id
+
+
+async def _add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
+    rid = request.get("request_id")
+    if rid is not None:
+        response.headers[REQUEST_ID_HEADER] = rid
+
+
+@web.middleware
+async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except MoEError as exc:
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(_from_http_exception(request, exc))
+    except Exception:
+        log.exception("http.unhandled_error", method=request.method, path=request.path)
+        return json_response(
+            {
+                "error": {
+                    "message": "The server had an error while processing your request. "
+                    f"Request id: {request.get('request_id')}",
+                    "type": "server_error",
+                    "param": None,
+                    "code": "internal_error",
+                }
+            },
+            status=500,
+        )
+
+
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> MoEError:
+    if exc.status == 404:
+        return NotFound(f"Unknown request URL: {request.method} {request.path}.")
+    if exc.status == 405:
+        allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
+        return MethodNotAllowed(
+            f"Method {request.method} is not allowed for {request.path}"
+            + (f"; allowed: {allowed}" if allowed else ""),
+            headers={"Allow": allowed} if allowed else None,
+        )
+    if exc.status == 413:
+        return body_too_large(request.content_length, request.app[BODY_LIMIT_KEY])
+    error = MoEError(exc.reason or "HTTP error")
+    error.status = exc.status
+    error.type = "invalid_request_error" if exc.status < 500 else "server_error"
+    return error
+
+
+@web.middleware
+async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in PUBLIC_PATHS:
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key:
+        raise AuthenticationFailed(
+            "Missing API key: send it as 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not any(hmac.compare_digest(key.strip(), valid) for valid in request.app[API_KEYS_KEY]):
+        raise AuthenticationFailed(
+            "Incorrect API key provided.", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return await handler(request)
+
+
+def serve(moe: MoE, *, host: str | None = None, port: int | None = None) -> None:
+    """Run the gateway until interrupted; in-flight requests finish on shutdown."""
+    settings = moe.config.server
+    app = create_app(moe)
+    loop = None
+    try:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every platform but Windows
+        pass
+    host, port = host or settings.host, port if port is not None else settings.port
+    log.info("server.starting", url=f"http://{host}:{port}", config=moe.config.source)
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        shutdown_timeout=settings.shutdown_timeout_s,
+        access_log=None,
+        print=None,
+        loop=loop,
+    )

@@ -1,0 +1,1 @@
+"""moe plugin: ByT5 byte-level expert (not implemented yet)."""

@@ -1,0 +1,1 @@
+"""Local causal language models as moe experts (and, later, learned domain routing)."""

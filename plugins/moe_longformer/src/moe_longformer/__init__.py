@@ -1,0 +1,1 @@
+"""moe plugin: Longformer and LED long-document expert (not implemented yet)."""

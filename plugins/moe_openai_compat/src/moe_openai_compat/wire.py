@@ -1,0 +1,79 @@
+"""Rendering canonical answers as OpenAI's ``chat.completion`` and ``chat.completion.chunk``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from moe_core import Delta, MoEError, MoEMetadata, MoEResponse, Usage
+
+
+def completion(response: MoEResponse) -> dict[str, Any]:
+    result = response.result
+    message: dict[str, Any] = {"role": "assistant", "content": result.content}
+    if result.reasoning_content:
+        message["reasoning_content"] = result.reasoning_content
+    if result.tool_calls:
+        message["tool_calls"] = result.tool_calls
+    return {
+        "id": response.id,
+        "object": "chat.completion",
+        "created": response.created,
+        "model": response.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": result.finish_reason,
+                "logprobs": None,
+            }
+        ],
+        "usage": (result.usage or Usage()).model_dump(),
+        "system_fingerprint": None,
+        "moe_metadata": response.metadata.model_dump(mode="json"),
+    }
+
+
+class ChunkWriter:
+    """Turns deltas into SSE ``data:`` frames of one streamed completion."""
+
+    def __init__(self, completion_id: str, created: int, model: str) -> None:
+        self._head = {"id": completion_id, "object": "chat.completion.chunk", "created": created}
+        self.model = model
+
+    def _frame(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        chunk = {**self._head, "model": self.model, "choices": choices, **extra}
+        return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+
+    def role(self) -> bytes:
+        return self._frame(
+            [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]
+        )
+
+    def delta(self, delta: Delta) -> bytes | None:
+        """The frame for a content delta, or ``None`` if it carries nothing to show."""
+        body: dict[str, Any] = {}
+        if delta.content:
+            body["content"] = delta.content
+        if delta.reasoning_content:
+            body["reasoning_content"] = delta.reasoning_content
+        if delta.tool_calls:
+            body["tool_calls"] = delta.tool_calls
+        if not body:
+            return None
+        return self._frame([{"index": 0, "delta": body, "finish_reason": None}])
+
+    def finish(self, finish_reason: str, metadata: MoEMetadata | None) -> bytes:
+        extra = {} if metadata is None else {"moe_metadata": metadata.model_dump(mode="json")}
+        return self._frame(
+            [{"index": 0, "delta": {}, "finish_reason": finish_reason}], **extra
+        )
+
+    def usage(self, usage: Usage) -> bytes:
+        return self._frame([], usage=usage.model_dump())
+
+    @staticmethod
+    def error(error: MoEError) -> bytes:
+        return b"data: " + json.dumps(error.envelope()).encode() + b"\n\n"
+
+    DONE = b"data: [DONE]\n\n"

@@ -1,0 +1,1 @@
+"""moe plugin: Pollinations text, image and speech experts (not implemented yet)."""
