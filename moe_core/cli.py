@@ -77,8 +77,8 @@ def _build(args: argparse.Namespace) -> Any:
     return MoE.from_config(args.config)
 
 
-def _quiet_logging(args: argparse.Namespace) -> None:
-    configure_logging("debug" if args.verbose else "warning", "console")
+def _quiet_logging(args: argparse.Namespace, level: str = "warning") -> None:
+    configure_logging("debug" if args.verbose else level, "console")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -147,7 +147,7 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    _quiet_logging(args)
+    _quiet_logging(args, "info")  # loading a model takes seconds: show that it is happening
     moe = _build(args)
     request = _request(args)
 

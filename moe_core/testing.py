@@ -30,6 +30,8 @@ class EchoOptions(Options):
         None, ge=0, description="When streaming, raise after this many chunks."
     )
     card: dict[str, Any] = Field(default_factory=dict, description="The card it reports.")
+    load_delay_s: float = Field(0.0, ge=0, description="How long start() takes.")
+    load_error: str | None = Field(None, description="Make start() fail with this message.")
 
 
 class EchoExpert(Expert):
@@ -43,6 +45,11 @@ class EchoExpert(Expert):
 
     def card(self) -> ExpertCard:
         return ExpertCard.model_validate({"provider": "echo", **self.options.card})
+
+    async def start(self) -> None:
+        await asyncio.sleep(self.options.load_delay_s)
+        if self.options.load_error:
+            raise RuntimeError(self.options.load_error)
 
     def _answer(self, request: ChatRequest) -> str:
         return self.options.prefix + request.last_user_text()
