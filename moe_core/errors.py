@@ -32,6 +32,9 @@ class MoEError(Exception):
             self.code = code
         self.headers = headers or {}
 
+    def __str__(self) -> str:
+        return self.message
+
     def envelope(self) -> dict[str, Any]:
         return {
             "error": {

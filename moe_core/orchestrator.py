@@ -290,7 +290,10 @@ class MoE:
                 await tracker.observe(event)
             except Exception as exc:
                 log.error(
-                    "tracker.failed", tracker=tracker.name, event=type(event).__name__, error=str(exc)
+                    "tracker.failed",
+                    tracker=tracker.name,
+                    on=type(event).__name__,
+                    error=str(exc),
                 )
 
 

@@ -127,7 +127,7 @@ class MoEPluginManager:
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager(PROJECT)
         self.pm.add_hookspecs(hookspecs)
-        self.infos: dict[str, PluginInfo] = {}
+        self._infos: dict[str, PluginInfo] = {}
         self._kinds: KindRegistry | None = None
 
     def register(
@@ -138,10 +138,10 @@ class MoEPluginManager:
         distribution: str | None = None,
         version: str | None = None,
     ) -> None:
-        if name in self.infos:
+        if name in self._infos:
             raise PluginError(
                 f'plugin "{name}" is registered twice (second time from distribution '
-                f"{distribution or 'unknown'}; first from {self.infos[name].distribution})"
+                f"{distribution or 'unknown'}; first from {self._infos[name].distribution})"
             )
         info = PluginInfo(name=name, distribution=distribution, version=version)
         try:
@@ -151,13 +151,13 @@ class MoEPluginManager:
             self.pm.unregister(name=name)
             raise PluginError(f"plugin {info.label} is invalid: {exc}") from exc
         info.hooks = sorted(impl_name for impl_name in _hook_names(self.pm, plugin))
-        self.infos[name] = info
+        self._infos[name] = info
         self._kinds = None
 
     def load_entrypoints(self, disable: Iterable[str] = ()) -> None:
         disabled = set(disable)
         for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if entry_point.name in disabled or entry_point.name in self.infos:
+            if entry_point.name in disabled or entry_point.name in self._infos:
                 continue
             dist = entry_point.dist
             dist_name = dist.name if dist is not None else None
@@ -177,12 +177,18 @@ class MoEPluginManager:
             )
 
     def require(self, names: Iterable[str]) -> None:
-        missing = [name for name in names if name not in self.infos]
+        missing = [name for name in names if name not in self._infos]
         if missing:
             raise PluginError(
                 f"required plugin(s) not installed or disabled: {', '.join(missing)}; "
-                f"installed: {', '.join(sorted(self.infos))}"
+                f"installed: {', '.join(sorted(self._infos))}"
             )
+
+    @property
+    def infos(self) -> dict[str, PluginInfo]:
+        """Every registered plugin, with the kinds it registered."""
+        self.kinds  # noqa: B018 - kinds are attributed to plugins while they are collected
+        return self._infos
 
     @property
     def kinds(self) -> KindRegistry:
@@ -193,20 +199,20 @@ class MoEPluginManager:
 
     def _collect_kinds(self) -> KindRegistry:
         registry = KindRegistry()
-        for info in self.infos.values():
+        for info in self._infos.values():
             info.kinds = {}
         for part in PARTS:
             caller = getattr(self.pm.hook, _HOOK_OF_PART[part])
             # Each implementation is called on its own so every kind is attributed to its plugin.
-            for impl in reversed(caller.get_hookimpls()):
-                register = _registrar(part, impl.plugin_name, registry, self.infos)
+            for impl in caller.get_hookimpls():  # registration order
+                register = _registrar(part, impl.plugin_name, registry, self._infos)
                 try:
                     impl.function(register=register)
                 except PluginError:
                     raise
                 except Exception as exc:
                     raise PluginError(
-                        f"plugin {self.infos[impl.plugin_name].label} failed in "
+                        f"plugin {self._infos[impl.plugin_name].label} failed in "
                         f"{_HOOK_OF_PART[part]}: {type(exc).__name__}: {exc}"
                     ) from exc
         return registry

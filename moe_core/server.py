@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from moe_core.appkeys import API_KEYS_KEY, BODY_LIMIT_KEY, MOE_KEY
+from moe_core.appkeys import API_KEYS_KEY, BODY_LIMIT_KEY, MOE_KEY, REQUEST_ID_KEY
 from moe_core.config import FrontendSettings
 from moe_core.errors import (
     AuthenticationFailed,
@@ -101,7 +101,7 @@ def _request_id_middleware(access_log: bool):
     async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
         incoming = request.headers.get(REQUEST_ID_HEADER)
         rid = incoming if incoming and _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        request["request_id"] = rid
+        request[REQUEST_ID_KEY] = rid
         structlog.contextvars.bind_contextvars(request_id=rid)
         started = time.perf_counter()
         status = 500
@@ -124,7 +124,7 @@ def _request_id_middleware(access_log: bool):
 
 
 async def _add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
-    rid = request.get("request_id")
+    rid = request.get(REQUEST_ID_KEY)
     if rid is not None:
         response.headers[REQUEST_ID_HEADER] = rid
 
@@ -145,7 +145,7 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
             {
                 "error": {
                     "message": "The server had an error while processing your request. "
-                    f"Request id: {request.get('request_id')}",
+                    f"Request id: {request.get(REQUEST_ID_KEY)}",
                     "type": "server_error",
                     "param": None,
                     "code": "internal_error",

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from moe_core.config import MoEConfig
 from moe_core.errors import UpstreamError
 from moe_core.models import ChatRequest, Delta, ExpertCard, ExpertResult, Usage
 from moe_core.orchestrator import MoE
@@ -104,7 +105,7 @@ testing_plugin = _TestingPlugin()
 
 
 def make_moe(
-    config: Mapping[str, Any],
+    config: Mapping[str, Any] | MoEConfig,
     *,
     plugins: Iterable[tuple[str, object]] = (),
     entrypoints: bool = True,
@@ -113,4 +114,4 @@ def make_moe(
     manager = create_plugin_manager(
         entrypoints=entrypoints, plugins=[("testing", testing_plugin), *plugins]
     )
-    return MoE.from_config(dict(config), plugin_manager=manager)
+    return MoE.from_config(config, plugin_manager=manager)

@@ -15,6 +15,7 @@ import structlog
 from aiohttp import web
 
 from moe_core import MOE_KEY, Frontend, ModelNotFound, MoEError, Usage
+from moe_core.appkeys import REQUEST_ID_KEY
 from moe_core.http import json_response, read_json_body
 from moe_openai_compat.wire import ChunkWriter, completion
 
@@ -38,14 +39,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     moe = request.app[MOE_KEY]
     parsed = moe.parse(await read_json_body(request))
     if not parsed.stream:
-        response = await moe.complete(parsed, request_id=request["request_id"])
+        response = await moe.complete(parsed, request_id=request[REQUEST_ID_KEY])
         return json_response(completion(response))
     return await _stream(request, parsed)
 
 
 async def _stream(request: web.Request, parsed: Any) -> web.StreamResponse:
     moe = request.app[MOE_KEY]
-    stream = await moe.open_stream(parsed, request_id=request["request_id"])
+    stream = await moe.open_stream(parsed, request_id=request[REQUEST_ID_KEY])
     deltas = aiter(stream)
     try:
         first = await anext(deltas, None)

@@ -1,0 +1,47 @@
+"""Shared fixtures: a fake OpenAI upstream on loopback and gateways built from config dicts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from moe_core.server import create_app
+from moe_core.testing import make_moe
+from moe_openai_compat.testing import FakeOpenAI
+
+GatewayFactory = Callable[..., Awaitable[TestClient]]
+
+
+def user(text: str, **extra: Any) -> dict[str, Any]:
+    """A minimal chat request body."""
+    return {"messages": [{"role": "user", "content": text}], **extra}
+
+
+@pytest.fixture
+async def fake_upstream() -> AsyncIterator[tuple[FakeOpenAI, str]]:
+    """A fake OpenAI-compatible server; yields it and its ``base_url``."""
+    fake = FakeOpenAI()
+    server = TestServer(fake.app(), host="127.0.0.1")
+    await server.start_server()
+    yield fake, str(server.make_url("/v1"))
+    await server.close()
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[GatewayFactory]:
+    """Build a gateway from a config dict (``echo`` expert kind available) and an HTTP client."""
+    clients: list[TestClient] = []
+
+    async def build(config: dict[str, Any], *, plugins=(), wait: bool = True) -> TestClient:
+        moe = make_moe(config, plugins=plugins)
+        client = TestClient(TestServer(create_app(moe, wait_for_experts=wait), host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield build
+    for client in clients:
+        await client.close()

@@ -1,0 +1,194 @@
+"""The HTTP layer: request ids, OpenAI error envelopes for every failure, body limits, auth."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.conftest import user
+
+ECHO = {"experts": {"echo": {"kind": "echo"}}}
+
+
+def assert_envelope(body: dict, code: str | None = None) -> dict:
+    error = body["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"] and "Traceback" not in error["message"]
+    if code is not None:
+        assert error["code"] == code
+    return error
+
+
+async def test_request_id_is_generated_or_echoed(gateway):
+    client = await gateway(ECHO)
+    response = await client.post("/v1/chat/completions", json=user("hi"))
+    generated = response.headers["X-Request-Id"]
+    assert len(generated) == 32
+    assert (await response.json())["moe_metadata"]["request_id"] == generated
+    response = await client.post(
+        "/v1/chat/completions", json=user("hi"), headers={"X-Request-Id": "trace-123"}
+    )
+    assert response.headers["X-Request-Id"] == "trace-123"
+    assert (await response.json())["id"] == "chatcmpl-trace-123"
+    # An id that could inject into logs or headers is replaced, not echoed.
+    response = await client.get("/health", headers={"X-Request-Id": "bad id\twith spaces"})
+    assert response.headers["X-Request-Id"] != "bad id\twith spaces"
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "code", "fragment"),
+    [
+        (b'{"messages": [', None, 400, "invalid_json", "could not parse the JSON"),
+        (b"", None, 400, "invalid_json", "empty"),
+        (b"   ", None, 400, "invalid_json", "empty"),
+        (b"[1, 2]", None, 400, "invalid_json", "must be a JSON object"),
+        (b'{"model": "auto"}', None, 400, None, "Missing required parameter: 'messages'"),
+        (b'{"messages": []}', None, 400, "invalid_value", "'messages'"),
+        (b'{"messages": "hello"}', None, 400, "invalid_value", "valid array"),
+        (b'{"messages": [{"role": "wizard", "content": "x"}]}', None, 400, "invalid_value",
+         "messages.0.role"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}', None, 400,
+         "invalid_value", "'temperature'"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}', None, 400,
+         "invalid_value", "'max_tokens'"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "stream": "yes"}', None, 400,
+         "invalid_value", "'stream'"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "n": 3}', None, 400,
+         "invalid_value", "'n'"),
+        (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', None, 404,
+         "model_not_found", "'nope' does not exist"),
+        (b'{"messages": [{"role": "user", "content": "x"}]}', {"Content-Type": "text/plain"},
+         415, "unsupported_media_type", "application/json"),
+    ],
+)
+async def test_bad_input_gets_a_clear_4xx_in_the_openai_envelope(
+    gateway, body, headers, status, code, fragment
+):
+    client = await gateway(ECHO)
+    response = await client.post(
+        "/v1/chat/completions", data=body,
+        headers=headers or {"Content-Type": "application/json"},
+    )
+    assert response.status == status
+    error = assert_envelope(await response.json(), code)
+    assert fragment in error["message"]
+
+
+async def test_unknown_routes_and_methods_use_the_envelope(gateway):
+    client = await gateway(ECHO)
+    response = await client.get("/v1/nothing-here")
+    assert response.status == 404
+    assert "Unknown request URL: GET /v1/nothing-here" in assert_envelope(await response.json())[
+        "message"]
+    response = await client.get("/v1/chat/completions")
+    assert response.status == 405 and response.headers["Allow"] == "POST"
+    assert_envelope(await response.json(), "method_not_allowed")
+
+
+async def test_oversized_body_is_413(gateway):
+    client = await gateway({**ECHO, "server": {"max_body_bytes": 2048}})
+    big = user("x" * 5000)
+    response = await client.post("/v1/chat/completions", json=big)
+    assert response.status == 413
+    assert "limit is 2048 bytes" in assert_envelope(await response.json(), "payload_too_large")[
+        "message"]
+    # Without a Content-Length (chunked upload), the limit still holds while reading.
+    async def chunks():
+        yield b'{"messages": [{"role": "user", "content": "'
+        yield b"y" * 5000
+        yield b'"}]}'
+
+    response = await client.post(
+        "/v1/chat/completions", data=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status == 413
+    assert_envelope(await response.json(), "payload_too_large")
+
+
+async def test_bearer_keys_when_configured(gateway, monkeypatch):
+    monkeypatch.setenv("TEST_GATEWAY_KEYS", "secret-one,secret-two")
+    client = await gateway({**ECHO, "server": {"api_keys_env": "TEST_GATEWAY_KEYS"}})
+    response = await client.post("/v1/chat/completions", json=user("hi"))
+    assert response.status == 401
+    assert_envelope(await response.json(), "invalid_api_key")
+    response = await client.post(
+        "/v1/chat/completions", json=user("hi"), headers={"Authorization": "Bearer wrong"}
+    )
+    assert response.status == 401
+    response = await client.post(
+        "/v1/chat/completions", json=user("hi"), headers={"Authorization": "Bearer secret-two"}
+    )
+    assert response.status == 200
+    # Load balancers probe /health without a key.
+    assert (await client.get("/health")).status == 200
+
+
+async def test_health_reports_loading_then_ready_and_calls_meanwhile_get_503(gateway):
+    client = await gateway(
+        {"experts": {"slow": {"kind": "echo", "load_delay_s": 0.5}}}, wait=False
+    )
+    response = await client.get("/health")
+    assert response.status == 503
+    assert (await response.json())["experts"]["slow"]["state"] == "loading"
+    response = await client.post("/v1/chat/completions", json=user("hi"))
+    assert response.status == 503 and response.headers["Retry-After"]
+    assert "still loading" in assert_envelope(await response.json(), "expert_unavailable")[
+        "message"]
+    for _ in range(50):
+        await asyncio.sleep(0.05)
+        response = await client.get("/health")
+        if response.status == 200:
+            break
+    body = await response.json()
+    assert body["status"] == "ok" and body["experts"]["slow"]["state"] == "ready"
+
+
+async def test_an_expert_that_fails_to_load_is_reported_and_the_others_serve(gateway):
+    client = await gateway({"experts": {
+        "broken": {"kind": "echo", "load_error": "weights are corrupt", "fallbacks": ["ok"]},
+        "ok": {"kind": "echo"},
+    }})
+    health = await (await client.get("/health")).json()
+    assert health["status"] == "degraded"
+    assert "weights are corrupt" in health["experts"]["broken"]["error"]
+    body = await (await client.post("/v1/chat/completions", json=user("hi"))).json()
+    assert body["moe_metadata"]["experts_used"] == ["ok"]
+    assert "failed to load" in body["moe_metadata"]["fallbacks"][0]["error"]
+
+
+async def test_plugins_and_stats_endpoints(gateway):
+    client = await gateway(ECHO)
+    plugins = await (await client.get("/-/plugins")).json()
+    by_name = {plugin["name"]: plugin for plugin in plugins}
+    assert by_name["builtins"]["kinds"]["gate"] == ["fixed"]
+    assert by_name["openai-compat"]["distribution"] == "moe-openai-compat"
+    assert by_name["openai-compat"]["version"]
+    assert "moe_register_experts" in by_name["openai-compat"]["hooks"]
+    await client.post("/v1/chat/completions", json=user("one two"))
+    stats = await (await client.get("/-/stats")).json()
+    assert stats["memory"]["experts"]["echo"]["calls"] == 1
+    assert stats["memory"]["requests"] == 1
+
+
+async def test_an_unexpected_exception_is_a_500_envelope_without_a_traceback(gateway):
+    from moe_core import Frontend, hookimpl
+
+    class Buggy(Frontend):
+        def setup(self, app):
+            async def crash(request):
+                raise KeyError("internal detail")
+
+            app.router.add_get("/crash", crash)
+
+    class BuggyPlugin:
+        @hookimpl
+        def moe_register_frontends(self, register):
+            register("buggy", Buggy)
+
+    client = await gateway(ECHO, plugins=[("buggy", BuggyPlugin())])
+    response = await client.get("/crash")
+    assert response.status == 500
+    error = assert_envelope(await response.json(), "internal_error")
+    assert "internal detail" not in error["message"]
+    assert response.headers["X-Request-Id"] in error["message"]
