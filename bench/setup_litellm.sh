@@ -3,12 +3,14 @@
 #
 # Why a separate venv: LiteLLM pins its own versions of aiohttp, pydantic, httpx and friends, and
 # must not disturb the gateway's .venv. Why pinned: a benchmark compares against one known
-# release (and LiteLLM had a compromised release on PyPI, v1.107.0, so "latest" is not taken
-# blindly). Idempotent: a venv whose `litellm` already imports is reused as it is.
+# release, and "latest" is not taken blindly (LiteLLM had a compromised release on PyPI,
+# v1.107.0). 1.106.2 is the newest whose dependencies resolve on the package index used here
+# (later patch releases require a certifi newer than the index has); LITELLM_SPEC overrides it.
+# Idempotent: a venv whose stamp matches and whose proxy imports is reused as it is.
 # Usage: bench/setup_litellm.sh [PYTHON]   (prints the venv's python path on its last line)
 set -euo pipefail
 
-LITELLM_SPEC="${LITELLM_SPEC:-litellm[proxy]==1.109.1}"
+LITELLM_SPEC="${LITELLM_SPEC:-litellm[proxy]==1.106.2}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="$HERE/.venv-litellm"
 PY="${1:-python3}"

