@@ -140,7 +140,14 @@ def render() -> str:
         if name.startswith("moe_") and callable(function):
             sections += [f"### `{_signature(function)}`", "", _doc(function), ""]
     sections += ["## The parts", "", _doc(parts), ""]
-    for cls in (parts.Part, parts.Expert, parts.Gate, parts.Combiner, parts.Tracker, parts.Frontend):
+    for cls in (
+        parts.Part,
+        parts.Expert,
+        parts.Gate,
+        parts.Combiner,
+        parts.Tracker,
+        parts.Frontend,
+    ):
         sections += [f"### `{cls.__name__}`", "", _doc(cls), ""]
         for name, member in vars(cls).items():
             if name.startswith("_") or not callable(member):

@@ -12,8 +12,12 @@ from typing import Literal
 
 import structlog
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-          "error": logging.ERROR}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 def configure_logging(
@@ -36,5 +40,9 @@ def configure_logging(
         cache_logger_on_first_use=True,
     )
     # Libraries that use the standard library (transformers, aiohttp) go to the same stream.
-    logging.basicConfig(level=max(LEVELS[level], logging.WARNING), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    logging.basicConfig(
+        level=max(LEVELS[level], logging.WARNING),
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+        force=True,
+    )

@@ -260,7 +260,10 @@ def create_plugin_manager(
 
     manager = MoEPluginManager()
     manager.register(
-        builtins_plugin, BUILTINS_NAME, distribution="moe-core", version=distribution_version("moe-core")
+        builtins_plugin,
+        BUILTINS_NAME,
+        distribution="moe-core",
+        version=distribution_version("moe-core"),
     )
     if entrypoints:
         manager.load_entrypoints(disable)

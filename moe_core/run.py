@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
+
 from moe_core.errors import ExpertFailed, ExpertTimeout, MoEError
 from moe_core.events import Event, ExpertCalled
 from moe_core.models import (
@@ -94,9 +95,7 @@ class Run:
         await self._record(slot, started, streamed=False, usage=result.usage, error=None)
         return result
 
-    async def stream(
-        self, expert: str, request: ChatRequest | None = None
-    ) -> AsyncIterator[Delta]:
+    async def stream(self, expert: str, request: ChatRequest | None = None) -> AsyncIterator[Delta]:
         """Call one expert for a streamed answer; ``timeout_s`` bounds the wait for each chunk."""
         slot = self._pool[expert]
         slot.check_ready()

@@ -83,7 +83,10 @@ class EchoExpert(Expert):
         await self._maybe_fail()
         words = self._answer(request).split(" ")
         for index, word in enumerate(words):
-            if self.options.fail_after_chunks is not None and index >= self.options.fail_after_chunks:
+            if (
+                self.options.fail_after_chunks is not None
+                and index >= self.options.fail_after_chunks
+            ):
                 raise UpstreamError(f"expert {self.name!r} died mid-stream as configured")
             if index and self.options.delay_s:
                 await asyncio.sleep(self.options.delay_s)

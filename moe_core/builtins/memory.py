@@ -35,7 +35,9 @@ class ExpertStats:
             "calls": self.calls,
             "errors": self.errors,
             "success_rate": round(1 - self.errors / self.calls, 4) if self.calls else None,
-            "latency_ema_ms": None if self.latency_ema_ms is None else round(self.latency_ema_ms, 3),
+            "latency_ema_ms": None
+            if self.latency_ema_ms is None
+            else round(self.latency_ema_ms, 3),
             "latency_p50_ms": _percentile(ordered, 0.50),
             "latency_p95_ms": _percentile(ordered, 0.95),
             "prompt_tokens": self.prompt_tokens,
@@ -77,7 +79,9 @@ class MemoryTracker(Tracker):
         alpha = self.options.ema_alpha
         previous = stats.latency_ema_ms
         stats.latency_ema_ms = (
-            event.latency_ms if previous is None else alpha * event.latency_ms + (1 - alpha) * previous
+            event.latency_ms
+            if previous is None
+            else alpha * event.latency_ms + (1 - alpha) * previous
         )
         stats.latencies.append(event.latency_ms)
         if event.usage is not None:

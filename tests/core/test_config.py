@@ -15,12 +15,18 @@ from moe_core.testing import make_moe
         ({"experts": {"a": {"kind": "echo"}}, "server": {"port": "eighty"}}, "server.port:"),
         ({"experts": {}}, "experts: Dictionary should have at least 1 item"),
         ({"experts": {"a": {"prefix": "x"}}}, "experts.a.kind: Field required"),
-        ({"experts": {"a": {"kind": "echo", "fallbacks": ["zz"]}}},
-         "experts.a.fallbacks: unknown expert 'zz'"),
-        ({"experts": {"a": {"kind": "echo", "card": {"qualty": 0.5}}}},
-         "experts.a.card.qualty: unknown key"),
-        ({"experts": {"a": {"kind": "echo", "card": {"quality": 7}}}},
-         "experts.a.card.quality: Input should be less than or equal to 1"),
+        (
+            {"experts": {"a": {"kind": "echo", "fallbacks": ["zz"]}}},
+            "experts.a.fallbacks: unknown expert 'zz'",
+        ),
+        (
+            {"experts": {"a": {"kind": "echo", "card": {"qualty": 0.5}}}},
+            "experts.a.card.qualty: unknown key",
+        ),
+        (
+            {"experts": {"a": {"kind": "echo", "card": {"quality": 7}}}},
+            "experts.a.card.quality: Input should be less than or equal to 1",
+        ),
         ({"experts": {"auto": {"kind": "echo"}}}, "'auto' is reserved"),
     ],
 )
@@ -33,21 +39,44 @@ def test_shape_errors_name_the_key(config, message):
 @pytest.mark.parametrize(
     ("config", "error", "message"),
     [
-        ({"experts": {"a": {"kind": "echo", "delay_s": "soon"}}}, ConfigError,
-         "experts.a.delay_s: Input should be a valid number"),
-        ({"experts": {"a": {"kind": "echo", "prefx": ">"}}}, ConfigError,
-         "experts.a.prefx: unknown key"),
-        ({"experts": {"a": {"kind": "echoo"}}}, PluginError,
-         "unknown expert kind 'echoo'; installed expert kinds: echo"),
-        ({"experts": {"a": {"kind": "echo"}}, "gate": {"kind": "fixed", "expert": "b"}},
-         ConfigError, "gate.expert: unknown expert 'b'"),
-        ({"experts": {"a": {"kind": "echo"}}, "gate": {"kind": "fixed", "fallback": ["a"]}},
-         ConfigError, "gate.fallback: unknown key"),
-        ({"experts": {"a": {"kind": "echo"}}, "trackers": {"t": {"kind": "memory",
-                                                                 "window": 1}}},
-         ConfigError, "trackers.t.window: Input should be greater than or equal to 10"),
-        ({"experts": {"a": {"kind": "echo"}}, "combiner": {"kind": "vote"}}, PluginError,
-         "unknown combiner kind 'vote'"),
+        (
+            {"experts": {"a": {"kind": "echo", "delay_s": "soon"}}},
+            ConfigError,
+            "experts.a.delay_s: Input should be a valid number",
+        ),
+        (
+            {"experts": {"a": {"kind": "echo", "prefx": ">"}}},
+            ConfigError,
+            "experts.a.prefx: unknown key",
+        ),
+        (
+            {"experts": {"a": {"kind": "echoo"}}},
+            PluginError,
+            "unknown expert kind 'echoo'; installed expert kinds: echo",
+        ),
+        (
+            {"experts": {"a": {"kind": "echo"}}, "gate": {"kind": "fixed", "expert": "b"}},
+            ConfigError,
+            "gate.expert: unknown expert 'b'",
+        ),
+        (
+            {"experts": {"a": {"kind": "echo"}}, "gate": {"kind": "fixed", "fallback": ["a"]}},
+            ConfigError,
+            "gate.fallback: unknown key",
+        ),
+        (
+            {
+                "experts": {"a": {"kind": "echo"}},
+                "trackers": {"t": {"kind": "memory", "window": 1}},
+            },
+            ConfigError,
+            "trackers.t.window: Input should be greater than or equal to 10",
+        ),
+        (
+            {"experts": {"a": {"kind": "echo"}}, "combiner": {"kind": "vote"}},
+            PluginError,
+            "unknown combiner kind 'vote'",
+        ),
     ],
 )
 def test_kind_options_are_checked_against_the_kind(config, error, message):
@@ -85,8 +114,9 @@ def test_the_embedded_default_needs_no_file(monkeypatch):
 
 
 def test_secrets_come_from_the_environment_named_in_the_config(monkeypatch):
-    config = load_config({"experts": {"a": {"kind": "echo"}},
-                          "server": {"api_keys_env": "TEST_MOE_KEYS"}})
+    config = load_config(
+        {"experts": {"a": {"kind": "echo"}}, "server": {"api_keys_env": "TEST_MOE_KEYS"}}
+    )
     monkeypatch.delenv("TEST_MOE_KEYS", raising=False)
     with pytest.raises(ConfigError, match="TEST_MOE_KEYS is not set"):
         config.server.api_keys()

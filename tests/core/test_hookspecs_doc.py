@@ -16,7 +16,9 @@ REGENERATE = "run `make hookspecs` to regenerate it"
 
 def test_hookspecs_md_matches_the_code():
     committed = (ROOT / "hookspecs.md").read_text()
-    assert committed == render(), f"hookspecs.md has drifted from moe_core/hookspecs.py; {REGENERATE}"
+    assert committed == render(), (
+        f"hookspecs.md has drifted from moe_core/hookspecs.py; {REGENERATE}"
+    )
 
 
 def test_every_hook_is_documented():
@@ -39,20 +41,47 @@ def test_the_tutorial_plugin_installs_and_answers(tmp_path):
         (project / name).write_text(files[name])
     site = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(site), str(project)],
-        check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(project),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
-    listed = subprocess.run([sys.executable, "-m", "moe_core.cli", "plugins"], env=env,
-                            capture_output=True, text=True, timeout=120)
+    listed = subprocess.run(
+        [sys.executable, "-m", "moe_core.cli", "plugins"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "shout  (moe-shout 0.1.0)" in listed.stdout, listed.stderr
     assert "Repeats the last user message in capitals." in listed.stdout
     (tmp_path / "shout.yaml").write_text(files["shout.yaml"])
     chat = subprocess.run(
-        [sys.executable, "-m", "moe_core.cli", "chat", "--config", str(tmp_path / "shout.yaml"),
-         "hello there"],
-        env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "moe_core.cli",
+            "chat",
+            "--config",
+            str(tmp_path / "shout.yaml"),
+            "hello there",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert chat.returncode == 0, chat.stderr
     assert chat.stdout.strip() == "HELLO THERE !!"

@@ -46,7 +46,7 @@ class TunedGate(Gate):
             experts=[list(experts)[-1]],
             confidence=0.42,
             rationale="tuned",
-            runner_up=list(experts)[0],
+            runner_up=next(iter(experts)),
             overrides={"temperature": 0.1, "max_tokens": 2},
         )
 
@@ -73,9 +73,15 @@ def build(config: dict) -> MoE:
 
 
 async def test_auto_goes_to_the_gate_and_a_named_expert_goes_to_that_expert():
-    moe = build({"experts": {"a": {"kind": "echo", "prefix": "A:"}, "b": {"kind": "echo",
-                                                                          "prefix": "B:"}},
-                 "gate": {"kind": "fixed", "expert": "b"}})
+    moe = build(
+        {
+            "experts": {
+                "a": {"kind": "echo", "prefix": "A:"},
+                "b": {"kind": "echo", "prefix": "B:"},
+            },
+            "gate": {"kind": "fixed", "expert": "b"},
+        }
+    )
     async with moe:
         auto = await moe.complete(user("hi"))
         named = await moe.complete(user("hi", model="a"))
@@ -104,14 +110,16 @@ async def test_unknown_model_lists_what_exists():
 
 
 async def test_failure_falls_back_in_order_and_metadata_says_so():
-    moe = build({
-        "experts": {
-            "primary": {"kind": "echo", "fail": "error", "fallbacks": ["secondary"]},
-            "secondary": {"kind": "echo", "fail": "error"},
-            "last": {"kind": "echo", "prefix": "last:"},
-        },
-        "gate": {"kind": "fixed", "expert": "primary", "fallbacks": ["last"]},
-    })
+    moe = build(
+        {
+            "experts": {
+                "primary": {"kind": "echo", "fail": "error", "fallbacks": ["secondary"]},
+                "secondary": {"kind": "echo", "fail": "error"},
+                "last": {"kind": "echo", "prefix": "last:"},
+            },
+            "gate": {"kind": "fixed", "expert": "primary", "fallbacks": ["last"]},
+        }
+    )
     async with moe:
         response = await moe.complete(user("hi"))
     assert response.result.content == "last:hi"
@@ -122,18 +130,28 @@ async def test_failure_falls_back_in_order_and_metadata_says_so():
 
 
 async def test_when_every_expert_fails_the_error_names_them_all():
-    moe = build({"experts": {"a": {"kind": "echo", "fail": "error", "fallbacks": ["b"]},
-                             "b": {"kind": "echo", "fail": "error"}}})
+    moe = build(
+        {
+            "experts": {
+                "a": {"kind": "echo", "fail": "error", "fallbacks": ["b"]},
+                "b": {"kind": "echo", "fail": "error"},
+            }
+        }
+    )
     async with moe:
         with pytest.raises(UpstreamError, match="'b' failed.*fallbacks tried before it: a:"):
             await moe.complete(user("hi"))
 
 
 async def test_a_hanging_expert_times_out_and_the_fallback_answers():
-    moe = build({"experts": {
-        "slow": {"kind": "echo", "fail": "hang", "timeout_s": 0.05, "fallbacks": ["fast"]},
-        "fast": {"kind": "echo"},
-    }})
+    moe = build(
+        {
+            "experts": {
+                "slow": {"kind": "echo", "fail": "hang", "timeout_s": 0.05, "fallbacks": ["fast"]},
+                "fast": {"kind": "echo"},
+            }
+        }
+    )
     async with moe:
         response = await moe.complete(user("hi"))
         assert response.metadata.fallbacks[0].expert == "slow"
@@ -158,11 +176,16 @@ async def test_streaming_yields_deltas_and_metadata_at_the_end():
 
 
 async def test_streaming_falls_back_before_the_first_chunk_but_not_after():
-    moe = build({"experts": {
-        "dead": {"kind": "echo", "fail": "error", "fallbacks": ["dies_late"]},
-        "dies_late": {"kind": "echo", "fail_after_chunks": 2, "fallbacks": ["ok"]},
-        "ok": {"kind": "echo"},
-    }, "gate": {"kind": "fixed", "expert": "dead"}})
+    moe = build(
+        {
+            "experts": {
+                "dead": {"kind": "echo", "fail": "error", "fallbacks": ["dies_late"]},
+                "dies_late": {"kind": "echo", "fail_after_chunks": 2, "fallbacks": ["ok"]},
+                "ok": {"kind": "echo"},
+            },
+            "gate": {"kind": "fixed", "expert": "dead"},
+        }
+    )
     async with moe:
         stream = await moe.open_stream(user("a b c d"))
         received = []
@@ -176,9 +199,16 @@ async def test_streaming_falls_back_before_the_first_chunk_but_not_after():
 
 async def test_trackers_see_every_step_and_a_broken_one_fails_nothing():
     RecordingTracker.seen = []
-    moe = build({"experts": {"a": {"kind": "echo"}},
-                 "trackers": {"rec": {"kind": "recording"}, "bad": {"kind": "broken"},
-                              "mem": {"kind": "memory"}}})
+    moe = build(
+        {
+            "experts": {"a": {"kind": "echo"}},
+            "trackers": {
+                "rec": {"kind": "recording"},
+                "bad": {"kind": "broken"},
+                "mem": {"kind": "memory"},
+            },
+        }
+    )
     async with moe:
         response = await moe.complete(user("hello world"))
     kinds = [type(event) for event in RecordingTracker.seen]
@@ -190,8 +220,9 @@ async def test_trackers_see_every_step_and_a_broken_one_fails_nothing():
 
 
 async def test_gate_overrides_apply_only_where_the_caller_left_a_value_unset():
-    moe = build({"experts": {"a": {"kind": "echo"}, "b": {"kind": "echo"}},
-                 "gate": {"kind": "tuned"}})
+    moe = build(
+        {"experts": {"a": {"kind": "echo"}, "b": {"kind": "echo"}}, "gate": {"kind": "tuned"}}
+    )
     async with moe:
         tuned = await moe.complete(user("one two three four"))
         own = await moe.complete(user("one two three four", max_tokens=3))
@@ -220,8 +251,13 @@ async def test_requests_are_validated_with_the_offending_field_named():
 
 
 async def test_usage_and_cost_come_from_the_card():
-    moe = build({"experts": {"a": {"kind": "echo", "card": {"cost_per_1k_input": 1.0,
-                                                            "cost_per_1k_output": 2.0}}}})
+    moe = build(
+        {
+            "experts": {
+                "a": {"kind": "echo", "card": {"cost_per_1k_input": 1.0, "cost_per_1k_output": 2.0}}
+            }
+        }
+    )
     async with moe:
         response = await moe.complete(user("one two three"))
     assert response.result.usage.prompt_tokens == 3

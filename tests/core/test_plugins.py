@@ -34,8 +34,12 @@ def test_builtins_register_through_the_same_hooks():
     manager = create_plugin_manager(entrypoints=False)
     info = manager.infos["builtins"]
     assert info.distribution == "moe-core"
-    assert info.kinds == {"gate": ["fixed"], "combiner": ["single"], "tracker": ["memory"],
-                          "frontend": ["admin"]}
+    assert info.kinds == {
+        "gate": ["fixed"],
+        "combiner": ["single"],
+        "tracker": ["memory"],
+        "frontend": ["admin"],
+    }
     assert "moe_register_gates" in info.hooks
 
 
@@ -54,7 +58,7 @@ def test_a_duplicate_kind_names_both_plugins():
     manager = create_plugin_manager(
         entrypoints=False, plugins=[("testing", testing_plugin), ("copycat", RegistersEcho())]
     )
-    with pytest.raises(PluginError, match="'echo' is registered twice.*\"testing\".*\"copycat\""):
+    with pytest.raises(PluginError, match='\'echo\' is registered twice.*"testing".*"copycat"'):
         manager.kinds  # noqa: B018 - collecting kinds is what raises
 
 
@@ -83,13 +87,17 @@ def _moe(*args: str, pythonpath: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(pythonpath)}
     return subprocess.run(
         [sys.executable, "-m", "moe_core.cli", *args],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
 
 
 def test_a_broken_plugin_stops_startup_with_its_name_and_distribution(tmp_path):
-    _fake_distribution(tmp_path, "moe-broken", "moe_broken", "broken",
-                       "import a_module_that_does_not_exist\n")
+    _fake_distribution(
+        tmp_path, "moe-broken", "moe_broken", "broken", "import a_module_that_does_not_exist\n"
+    )
     result = _moe("plugins", pythonpath=tmp_path)
     assert result.returncode == 2
     assert 'Error importing plugin "broken" from distribution moe-broken' in result.stderr
@@ -98,7 +106,12 @@ def test_a_broken_plugin_stops_startup_with_its_name_and_distribution(tmp_path):
 
 
 def test_a_new_plugin_is_picked_up_with_no_core_change(tmp_path):
-    _fake_distribution(tmp_path, "moe-upper", "moe_upper", "upper", """
+    _fake_distribution(
+        tmp_path,
+        "moe-upper",
+        "moe_upper",
+        "upper",
+        """
         from moe_core import Expert, ExpertResult, hookimpl
 
         class Upper(Expert):
@@ -109,7 +122,8 @@ def test_a_new_plugin_is_picked_up_with_no_core_change(tmp_path):
         @hookimpl
         def moe_register_experts(register):
             register("upper", Upper)
-    """)
+    """,
+    )
     listed = _moe("plugins", pythonpath=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert "upper  (moe-upper 0.3.0)" in listed.stdout

@@ -46,20 +46,55 @@ async def test_request_id_is_generated_or_echoed(gateway):
         (b'{"model": "auto"}', None, 400, None, "Missing required parameter: 'messages'"),
         (b'{"messages": []}', None, 400, "invalid_value", "'messages'"),
         (b'{"messages": "hello"}', None, 400, "invalid_value", "valid array"),
-        (b'{"messages": [{"role": "wizard", "content": "x"}]}', None, 400, "invalid_value",
-         "messages.0.role"),
-        (b'{"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}', None, 400,
-         "invalid_value", "'temperature'"),
-        (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}', None, 400,
-         "invalid_value", "'max_tokens'"),
-        (b'{"messages": [{"role": "user", "content": "x"}], "stream": "yes"}', None, 400,
-         "invalid_value", "'stream'"),
-        (b'{"messages": [{"role": "user", "content": "x"}], "n": 3}', None, 400,
-         "invalid_value", "'n'"),
-        (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', None, 404,
-         "model_not_found", "'nope' does not exist"),
-        (b'{"messages": [{"role": "user", "content": "x"}]}', {"Content-Type": "text/plain"},
-         415, "unsupported_media_type", "application/json"),
+        (
+            b'{"messages": [{"role": "wizard", "content": "x"}]}',
+            None,
+            400,
+            "invalid_value",
+            "messages.0.role",
+        ),
+        (
+            b'{"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}',
+            None,
+            400,
+            "invalid_value",
+            "'temperature'",
+        ),
+        (
+            b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}',
+            None,
+            400,
+            "invalid_value",
+            "'max_tokens'",
+        ),
+        (
+            b'{"messages": [{"role": "user", "content": "x"}], "stream": "yes"}',
+            None,
+            400,
+            "invalid_value",
+            "'stream'",
+        ),
+        (
+            b'{"messages": [{"role": "user", "content": "x"}], "n": 3}',
+            None,
+            400,
+            "invalid_value",
+            "'n'",
+        ),
+        (
+            b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}',
+            None,
+            404,
+            "model_not_found",
+            "'nope' does not exist",
+        ),
+        (
+            b'{"messages": [{"role": "user", "content": "x"}]}',
+            {"Content-Type": "text/plain"},
+            415,
+            "unsupported_media_type",
+            "application/json",
+        ),
     ],
 )
 async def test_bad_input_gets_a_clear_4xx_in_the_openai_envelope(
@@ -67,7 +102,8 @@ async def test_bad_input_gets_a_clear_4xx_in_the_openai_envelope(
 ):
     client = await gateway(ECHO)
     response = await client.post(
-        "/v1/chat/completions", data=body,
+        "/v1/chat/completions",
+        data=body,
         headers=headers or {"Content-Type": "application/json"},
     )
     assert response.status == status
@@ -79,8 +115,10 @@ async def test_unknown_routes_and_methods_use_the_envelope(gateway):
     client = await gateway(ECHO)
     response = await client.get("/v1/nothing-here")
     assert response.status == 404
-    assert "Unknown request URL: GET /v1/nothing-here" in assert_envelope(await response.json())[
-        "message"]
+    assert (
+        "Unknown request URL: GET /v1/nothing-here"
+        in assert_envelope(await response.json())["message"]
+    )
     response = await client.get("/v1/chat/completions")
     assert response.status == 405 and response.headers["Allow"] == "POST"
     assert_envelope(await response.json(), "method_not_allowed")
@@ -91,8 +129,11 @@ async def test_oversized_body_is_413(gateway):
     big = user("x" * 5000)
     response = await client.post("/v1/chat/completions", json=big)
     assert response.status == 413
-    assert "limit is 2048 bytes" in assert_envelope(await response.json(), "payload_too_large")[
-        "message"]
+    assert (
+        "limit is 2048 bytes"
+        in assert_envelope(await response.json(), "payload_too_large")["message"]
+    )
+
     # Without a Content-Length (chunked upload), the limit still holds while reading.
     async def chunks():
         yield b'{"messages": [{"role": "user", "content": "'
@@ -125,16 +166,15 @@ async def test_bearer_keys_when_configured(gateway, monkeypatch):
 
 
 async def test_health_reports_loading_then_ready_and_calls_meanwhile_get_503(gateway):
-    client = await gateway(
-        {"experts": {"slow": {"kind": "echo", "load_delay_s": 0.5}}}, wait=False
-    )
+    client = await gateway({"experts": {"slow": {"kind": "echo", "load_delay_s": 0.5}}}, wait=False)
     response = await client.get("/health")
     assert response.status == 503
     assert (await response.json())["experts"]["slow"]["state"] == "loading"
     response = await client.post("/v1/chat/completions", json=user("hi"))
     assert response.status == 503 and response.headers["Retry-After"]
-    assert "still loading" in assert_envelope(await response.json(), "expert_unavailable")[
-        "message"]
+    assert (
+        "still loading" in assert_envelope(await response.json(), "expert_unavailable")["message"]
+    )
     for _ in range(50):
         await asyncio.sleep(0.05)
         response = await client.get("/health")
@@ -145,10 +185,18 @@ async def test_health_reports_loading_then_ready_and_calls_meanwhile_get_503(gat
 
 
 async def test_an_expert_that_fails_to_load_is_reported_and_the_others_serve(gateway):
-    client = await gateway({"experts": {
-        "broken": {"kind": "echo", "load_error": "weights are corrupt", "fallbacks": ["ok"]},
-        "ok": {"kind": "echo"},
-    }})
+    client = await gateway(
+        {
+            "experts": {
+                "broken": {
+                    "kind": "echo",
+                    "load_error": "weights are corrupt",
+                    "fallbacks": ["ok"],
+                },
+                "ok": {"kind": "echo"},
+            }
+        }
+    )
     health = await (await client.get("/health")).json()
     assert health["status"] == "degraded"
     assert "weights are corrupt" in health["experts"]["broken"]["error"]

@@ -28,9 +28,20 @@ def server() -> Iterator[str]:
     port = _free_port()
     env = {key: value for key, value in os.environ.items() if key != "MOE_CONFIG"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "moe_core.cli", "serve", "--port", str(port),
-         "--log-format", "json"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "moe_core.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--log-format",
+            "json",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     # The first run converts the GGUF file once (~30 s); later runs load in seconds.
@@ -62,9 +73,14 @@ def client(server: str) -> openai.OpenAI:
 
 
 def test_the_readme_curl_answers_with_a_real_model(server):
-    response = httpx.post(f"{server}/v1/chat/completions", timeout=120, json={
-        "model": "auto", "messages": [{"role": "user", "content": "What is the capital of France?"}]
-    })
+    response = httpx.post(
+        f"{server}/v1/chat/completions",
+        timeout=120,
+        json={
+            "model": "auto",
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        },
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["object"] == "chat.completion"
@@ -79,7 +95,9 @@ def test_the_readme_curl_answers_with_a_real_model(server):
 
 def test_the_sdk_streams_and_lists_models(client):
     stream = client.chat.completions.create(
-        model="smollm2", max_tokens=20, stream=True,
+        model="smollm2",
+        max_tokens=20,
+        stream=True,
         messages=[{"role": "user", "content": "Name three colours."}],
     )
     pieces = [chunk.choices[0].delta.content for chunk in stream if chunk.choices]
@@ -103,8 +121,7 @@ def test_greedy_answers_are_the_same_streamed_or_not(client):
 
 def test_sdk_errors_are_its_own_exceptions(client):
     with pytest.raises(openai.NotFoundError):
-        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user",
-                                                                  "content": "x"}])
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="auto", messages=[])
 
@@ -113,7 +130,10 @@ def test_cli_route_explains_the_default_decision():
     env = {key: value for key, value in os.environ.items() if key != "MOE_CONFIG"}
     result = subprocess.run(
         [sys.executable, "-m", "moe_core.cli", "route", "What is the capital of France?"],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "experts:    smollm2" in result.stdout

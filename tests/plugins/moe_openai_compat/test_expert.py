@@ -15,16 +15,26 @@ def remote(base_url: str, **options) -> dict:
     return {"experts": {"remote": {"kind": "openai", "base_url": base_url, **options}}}
 
 
-async def test_parameters_model_name_and_key_reach_the_upstream(gateway, fake_upstream,
-                                                                monkeypatch):
+async def test_parameters_model_name_and_key_reach_the_upstream(
+    gateway, fake_upstream, monkeypatch
+):
     fake, base_url = fake_upstream
     fake.behaviour.api_key = "sk-upstream"
     monkeypatch.setenv("UPSTREAM_KEY", "sk-upstream")
     client = await gateway(remote(base_url, model="big-model-v2", api_key_env="UPSTREAM_KEY"))
-    response = await client.post("/v1/chat/completions", json=user(
-        "hi", temperature=0.3, top_p=0.9, max_tokens=50, stop=["\n"], seed=7,
-        logit_bias={"42": -100}, moe={"task_type": "chat"},
-    ))
+    response = await client.post(
+        "/v1/chat/completions",
+        json=user(
+            "hi",
+            temperature=0.3,
+            top_p=0.9,
+            max_tokens=50,
+            stop=["\n"],
+            seed=7,
+            logit_bias={"42": -100},
+            moe={"task_type": "chat"},
+        ),
+    )
     assert response.status == 200, await response.text()
     sent = fake.requests[-1]
     assert sent["model"] == "big-model-v2"

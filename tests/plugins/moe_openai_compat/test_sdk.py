@@ -1,4 +1,4 @@
-"""The official openai SDK, sync and async, streaming and not, works against the gateway unchanged."""
+"""The official openai SDK (sync, async, streaming) works against the gateway unchanged."""
 
 from __future__ import annotations
 
@@ -7,15 +7,21 @@ import asyncio
 import openai
 import pytest
 
-ECHO = {"experts": {"echo": {"kind": "echo", "prefix": "echo: "},
-                    "other": {"kind": "echo", "prefix": "other: "}}}
+ECHO = {
+    "experts": {
+        "echo": {"kind": "echo", "prefix": "echo: "},
+        "other": {"kind": "echo", "prefix": "other: "},
+    }
+}
 
 
 async def sdk(gateway, config=ECHO, **kwargs) -> openai.AsyncOpenAI:
     client = await gateway(config)
     return openai.AsyncOpenAI(
-        base_url=str(client.make_url("/v1")), api_key=kwargs.pop("api_key", "unused"),
-        max_retries=0, **kwargs
+        base_url=str(client.make_url("/v1")),
+        api_key=kwargs.pop("api_key", "unused"),
+        max_retries=0,
+        **kwargs,
     )
 
 
@@ -32,7 +38,9 @@ async def test_async_create_and_stream(gateway):
     assert metadata["strategy"] == "single" and "echo" in metadata["latency_ms"]
 
     stream = await client.chat.completions.create(
-        model="other", messages=[{"role": "user", "content": "a b c"}], stream=True,
+        model="other",
+        messages=[{"role": "user", "content": "a b c"}],
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = [chunk async for chunk in stream]
@@ -77,8 +85,9 @@ async def test_auth_errors_raise_authentication_error(gateway, monkeypatch):
     config = {**ECHO, "server": {"api_keys_env": "SDK_TEST_KEYS"}}
     client = await sdk(gateway, config, api_key="wrong")
     with pytest.raises(openai.AuthenticationError):
-        await client.chat.completions.create(model="auto", messages=[{"role": "user",
-                                                                      "content": "x"}])
+        await client.chat.completions.create(
+            model="auto", messages=[{"role": "user", "content": "x"}]
+        )
 
 
 async def test_a_stream_that_dies_midway_raises_in_the_sdk(gateway):

@@ -47,7 +47,9 @@ class HFCausalLMOptions(Options):
         None, description="Put first when the request has no system message"
     )
     max_new_tokens: int = Field(256, ge=1, description="When the request sets no max_tokens")
-    cache_dir: str | None = Field(None, description="For converted GGUF files; default ~/.cache/moe")
+    cache_dir: str | None = Field(
+        None, description="For converted GGUF files; default ~/.cache/moe"
+    )
     trust_remote_code: bool = False
 
 
@@ -90,8 +92,12 @@ class HFCausalLMExpert(Expert):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         torch.set_grad_enabled(False)
         # One token of warm-up, so the first real request does not pay for lazy initialisation.
-        self.model.generate(**self._prompt_ids(_WARM_UP), max_new_tokens=1, do_sample=False,
-                            pad_token_id=self.tokenizer.pad_token_id)
+        self.model.generate(
+            **self._prompt_ids(_WARM_UP),
+            max_new_tokens=1,
+            do_sample=False,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
         log.info(
             "hf.loaded",
             expert=self.name,

@@ -1,1 +1,1 @@
-"""The OpenAI wire format for moe: ``/v1/chat/completions`` in, any OpenAI-compatible backend out."""
+"""The OpenAI wire format for moe: ``/v1/chat/completions`` in, OpenAI-compatible backends out."""

@@ -196,7 +196,9 @@ class OpenAIExpert(Expert):
                 f"{where} refused the gateway's credentials (check api_key_env): {detail}"
             )
         if status in (400, 404, 409, 413, 422):
-            return InvalidRequest(f"{where} rejected the request: {detail}", code="upstream_rejected")
+            return InvalidRequest(
+                f"{where} rejected the request: {detail}", code="upstream_rejected"
+            )
         return UpstreamError(f"{where} failed: {detail}")
 
     def _connection_error(self, exc: aiohttp.ClientError) -> MoEError:

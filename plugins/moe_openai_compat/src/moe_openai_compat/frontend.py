@@ -1,4 +1,4 @@
-"""The ``openai`` frontend: ``/v1/chat/completions`` (and ``/openai``), ``/v1/models``, ``/v1/route``.
+"""The ``openai`` frontend: ``/v1/chat/completions`` (``/openai``), ``/v1/models``, ``/v1/route``.
 
 Streaming reads the first delta before sending any byte, so an error that happens before the
 answer starts (unknown model, expert down and no fallback left) is still a proper HTTP error
@@ -94,7 +94,11 @@ async def route(request: web.Request) -> web.Response:
     parsed = moe.parse(await read_json_body(request))
     decision = await moe.route(parsed)
     return json_response(
-        {"object": "moe.routing_decision", "model": parsed.model, **decision.model_dump(mode="json")}
+        {
+            "object": "moe.routing_decision",
+            "model": parsed.model,
+            **decision.model_dump(mode="json"),
+        }
     )
 
 

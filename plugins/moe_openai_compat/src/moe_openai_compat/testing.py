@@ -50,8 +50,10 @@ class FakeOpenAI:
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0,
-                                         "owned_by": "fake"}]}
+            {
+                "object": "list",
+                "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}],
+            }
         )
 
     def _error(self, status: int, message: str, headers: dict[str, str] | None = None):
@@ -68,9 +70,9 @@ class FakeOpenAI:
         if self.record:
             self.requests.append(body)
             self.headers.append(dict(request.headers))
-        if behaviour.api_key is not None:
-            if request.headers.get("Authorization") != f"Bearer {behaviour.api_key}":
-                return self._error(401, "Incorrect API key provided.")
+        expected_auth = f"Bearer {behaviour.api_key}"
+        if behaviour.api_key is not None and request.headers.get("Authorization") != expected_auth:
+            return self._error(401, "Incorrect API key provided.")
         if behaviour.delay_s:
             await asyncio.sleep(behaviour.delay_s)
         if behaviour.status is not None:
@@ -134,8 +136,14 @@ class FakeOpenAI:
             await response.write(frame({"content": word if index == 0 else " " + word}))
         await response.write(frame({}, finish))
         if (body.get("stream_options") or {}).get("include_usage"):
-            chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk",
-                     "created": created, "model": model, "choices": [], "usage": usage}
+            chunk = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": usage,
+            }
             await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
         return response

@@ -65,9 +65,7 @@ class ChunkWriter:
 
     def finish(self, finish_reason: str, metadata: MoEMetadata | None) -> bytes:
         extra = {} if metadata is None else {"moe_metadata": metadata.model_dump(mode="json")}
-        return self._frame(
-            [{"index": 0, "delta": {}, "finish_reason": finish_reason}], **extra
-        )
+        return self._frame([{"index": 0, "delta": {}, "finish_reason": finish_reason}], **extra)
 
     def usage(self, usage: Usage) -> bytes:
         return self._frame([], usage=usage.model_dump())
