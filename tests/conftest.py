@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -13,6 +14,13 @@ from moe_core.testing import make_moe
 from moe_openai_compat.testing import FakeOpenAI
 
 GatewayFactory = Callable[..., Awaitable[TestClient]]
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def user(text: str, **extra: Any) -> dict[str, Any]:

@@ -4,7 +4,6 @@ by the official openai SDK exactly as a user would: a separate server process on
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,18 +13,14 @@ import httpx
 import openai
 import pytest
 
+from tests.conftest import free_port
+
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "MOE_CONFIG"}
     process = subprocess.Popen(
         [

@@ -154,8 +154,9 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--reply", default=None, help="fixed answer (default: echo)")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
     args = parser.parse_args()
-    fake = FakeOpenAI(behaviour=FakeBehaviour(reply=args.reply), record=False)
+    fake = FakeOpenAI(behaviour=FakeBehaviour(reply=args.reply, delay_s=args.delay), record=False)
     loop = None
     try:
         import uvloop
