@@ -90,7 +90,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "debug" if args.verbose else config.server.log_level,
         args.log_format or config.server.log_format,
     )
-    serve(_build(args), host=args.host, port=args.port)
+    moe = _build(args)
+    try:
+        serve(moe, host=args.host, port=args.port)
+    except OSError as exc:
+        host = args.host or config.server.host
+        port = args.port if args.port is not None else config.server.port
+        print(f"moe: error: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -107,3 +107,40 @@ def test_models_that_cannot_be_found_are_startup_errors(tmp_path):
         make_moe(local(str(tmp_path)))
     with pytest.raises(ConfigError, match="GGUF file .* does not exist"):
         make_moe(local(str(tmp_path / "missing.gguf")))
+
+
+def test_a_hub_id_already_in_the_local_cache_loads_without_network(tiny_model, tmp_path):
+    """The layout huggingface_hub writes: models--org--name/{refs/main, snapshots/<rev>/...}."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    repo = tmp_path / "hub" / "models--tiny-org--tiny-llama"
+    snapshot = repo / "snapshots" / "0123abcd"
+    shutil.copytree(tiny_model, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    config = tmp_path / "hub.yaml"
+    config.write_text("experts:\n  tiny: {kind: hf-causal-lm, model: tiny-org/tiny-llama}\n")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "moe_core.cli",
+            "chat",
+            "--config",
+            str(config),
+            "--no-stream",
+            "--max-tokens",
+            "3",
+            "hello",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()

@@ -1,0 +1,62 @@
+"""The `moe` command: readable errors with exit status 2, and useful output."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+
+
+def moe(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "moe_core.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_a_config_error_is_one_readable_message(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("experts:\n  a: {kind: openai, base_url: 'http://x/v1', timeout: 3}\n")
+    result = moe("route", "hi", "--config", str(config))
+    assert result.returncode == 2
+    assert "experts.a.timeout: unknown key" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path):
+    config = tmp_path / "ok.yaml"
+    config.write_text("experts:\n  a: {kind: openai, base_url: 'http://127.0.0.1:9/v1'}\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = moe("serve", "--config", str(config), "--port", str(port))
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_plugins_json_lists_every_installed_plugin():
+    result = moe("plugins", "--json")
+    assert result.returncode == 0, result.stderr
+    plugins = {plugin["name"]: plugin for plugin in json.loads(result.stdout)}
+    assert {"builtins", "openai-compat", "domain-llms"} <= set(plugins)
+    assert plugins["domain-llms"]["kinds"] == {"expert": ["hf-causal-lm"]}
+
+
+def test_route_json_for_a_named_expert(tmp_path):
+    config = tmp_path / "two.yaml"
+    config.write_text(
+        "experts:\n"
+        "  a: {kind: openai, base_url: 'http://127.0.0.1:9/v1'}\n"
+        "  b: {kind: openai, base_url: 'http://127.0.0.1:9/v1'}\n"
+    )
+    result = moe("route", "hi", "--config", str(config), "--model", "b", "--json")
+    assert result.returncode == 0, result.stderr
+    decision = json.loads(result.stdout)
+    assert decision["experts"] == ["b"] and decision["gate"] == "direct"
+    unknown = moe("route", "hi", "--config", str(config), "--model", "c")
+    assert unknown.returncode == 1 and "'c' does not exist" in unknown.stderr
