@@ -230,7 +230,10 @@ class MoE:
     def __contains__(self, expert: object) -> bool:
         return expert in self.experts
 
-    def _combiner(self, request: ChatRequest, decision: RoutingDecision) -> Combiner:
+    async def _combiner(self, request: ChatRequest, decision: RoutingDecision) -> Combiner:
+        """The combiner a request asked for, or its decision named, or the configured one.
+
+        Kinds other than the configured one are built on first use with default options."""
         name = request.hints.strategy or decision.strategy
         if name is None:
             return self.default_combiner
@@ -243,6 +246,7 @@ class MoE:
                 raise InvalidRequest(
                     f"strategy {name!r} is not available: {exc}", param="moe.strategy"
                 ) from None
+            await combiner.start()
             self._combiners[name] = combiner
         return combiner
 
@@ -269,7 +273,7 @@ class MoE:
         await self.emit(RequestStarted(request_id=request_id, request=parsed))
         try:
             decision = await self._decide(parsed)
-            combiner = self._combiner(parsed, decision)
+            combiner = await self._combiner(parsed, decision)
         except MoEError as exc:
             await self.emit(_finished(request_id, started, exc))
             raise

@@ -262,3 +262,15 @@ async def test_usage_and_cost_come_from_the_card():
         response = await moe.complete(user("one two three"))
     assert response.result.usage.prompt_tokens == 3
     assert response.metadata.cost_usd == pytest.approx((3 * 1.0 + 3 * 2.0) / 1000)
+
+
+async def test_a_requested_strategy_must_exist():
+    from moe_core import InvalidRequest
+
+    moe = build({"experts": {"a": {"kind": "echo"}}})
+    async with moe:
+        single = await moe.complete(user("hi", moe={"strategy": "single"}))
+        assert single.metadata.strategy == "single"
+        with pytest.raises(InvalidRequest, match="strategy 'vote' is not available") as caught:
+            await moe.complete(user("hi", moe={"strategy": "vote"}))
+    assert caught.value.param == "moe.strategy"
