@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from moe_core.appkeys import BODY_LIMIT_KEY
@@ -41,7 +41,7 @@ def json_response(
     data: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
     return web.Response(
-        body=json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode(),
+        body=orjson.dumps(data),
         status=status,
         content_type="application/json",
         headers=headers,

@@ -58,6 +58,9 @@ class RoutingHints(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+_NO_HINTS = RoutingHints()
+
+
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -94,7 +97,7 @@ class ChatRequest(BaseModel):
 
     @property
     def hints(self) -> RoutingHints:
-        return self.moe or RoutingHints()
+        return self.moe or _NO_HINTS
 
     @property
     def output_limit(self) -> int | None:
@@ -146,7 +149,8 @@ class Usage(BaseModel):
 
     @classmethod
     def of(cls, prompt_tokens: int, completion_tokens: int) -> Usage:
-        return cls(
+        # Built on every call of every expert from ints we computed: no validation needed.
+        return cls.model_construct(
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             total_tokens=prompt_tokens + completion_tokens,

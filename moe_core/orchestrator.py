@@ -314,7 +314,9 @@ class _Execution:
 
     def metadata(self) -> MoEMetadata:
         run, decision = self.run, self.run.decision
-        return MoEMetadata(
+        # Every value here was produced by the gateway itself; validating it again on every
+        # request would only cost time.
+        return MoEMetadata.model_construct(
             request_id=run.request_id,
             gate=decision.gate,
             strategy=self.combiner.name,
@@ -347,7 +349,7 @@ class _Execution:
                 metadata=metadata,
             )
         )
-        return MoEResponse(
+        return MoEResponse.model_construct(
             id=self.id, created=self.created, model=self.model, result=result, metadata=metadata
         )
 

@@ -9,13 +9,14 @@ on the caller (401 upstream is a 502 here), and 429 keeps its ``Retry-After``.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import orjson
+import yarl
 from pydantic import Field, field_validator
 
 from moe_core import (
@@ -63,7 +64,8 @@ class OpenAIExpert(Expert):
     def __init__(self, name: str, options: OpenAIExpertOptions) -> None:
         super().__init__(name, options)
         self.upstream_model = options.model or name
-        self.url = f"{options.base_url}/chat/completions"
+        # Parsed once: aiohttp would otherwise parse the string on every request.
+        self.url = yarl.URL(f"{options.base_url}/chat/completions")
         self._headers = {"Content-Type": "application/json", **options.headers}
         if options.api_key_env:
             key = os.environ.get(options.api_key_env)
@@ -91,6 +93,7 @@ class OpenAIExpert(Expert):
             ),
             headers=self._headers,
             raise_for_status=False,
+            cookie_jar=aiohttp.DummyCookieJar(),  # API calls carry no cookies worth keeping
         )
 
     async def close(self) -> None:
@@ -105,7 +108,7 @@ class OpenAIExpert(Expert):
             body["stream"] = True
             if self.options.stream_usage:
                 body["stream_options"] = {"include_usage": True}
-        return json.dumps(body, separators=(",", ":")).encode()
+        return orjson.dumps(body)
 
     def _session_or_fail(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -122,7 +125,7 @@ class OpenAIExpert(Expert):
         except aiohttp.ClientError as exc:
             raise self._connection_error(exc) from None
         try:
-            payload = json.loads(raw)
+            payload = orjson.loads(raw)
             choice = payload["choices"][0]
             message = choice["message"]
         except (ValueError, KeyError, IndexError, TypeError):
@@ -161,7 +164,7 @@ class OpenAIExpert(Expert):
         if data == b"[DONE]":
             return _DONE
         try:
-            chunk = json.loads(data)
+            chunk = orjson.loads(data)
         except ValueError:
             raise UpstreamError(
                 f"expert {self.name!r}: unreadable stream event {data[:200]!r}"
@@ -181,7 +184,7 @@ class OpenAIExpert(Expert):
 
     def _error(self, status: int, raw: bytes, headers: Any) -> MoEError:
         try:
-            detail = _message(json.loads(raw), raw)
+            detail = _message(orjson.loads(raw), raw)
         except ValueError:
             detail = raw[:500].decode("utf-8", "replace")
         where = f"expert {self.name!r} (upstream {self.options.base_url}, status {status})"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from moe_core import Delta, MoEError, MoEMetadata, MoEResponse, Usage
 
@@ -43,7 +44,7 @@ class ChunkWriter:
 
     def _frame(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         chunk = {**self._head, "model": self.model, "choices": choices, **extra}
-        return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
     def role(self) -> bytes:
         return self._frame(
@@ -72,6 +73,6 @@ class ChunkWriter:
 
     @staticmethod
     def error(error: MoEError) -> bytes:
-        return b"data: " + json.dumps(error.envelope()).encode() + b"\n\n"
+        return b"data: " + orjson.dumps(error.envelope()) + b"\n\n"
 
     DONE = b"data: [DONE]\n\n"
