@@ -76,12 +76,50 @@ async def test_sampling_honours_temperature_and_seed(tiny_model):
     assert len(greedy) == 1
 
 
-async def test_concurrent_requests_queue_on_one_model(tiny_model):
-    async with make_moe(local(tiny_model)) as moe:
-        prompts = [f"request number {i}" for i in range(4)]
-        sequential = [(await moe.complete(user(p, max_tokens=8))).result.content for p in prompts]
-        concurrent = await asyncio.gather(*(moe.complete(user(p, max_tokens=8)) for p in prompts))
-    assert [r.result.content for r in concurrent] == sequential
+async def test_concurrent_requests_are_batched_with_the_same_answers(tiny_model):
+    async with make_moe(local(tiny_model, max_wait_ms=50)) as moe:
+        batcher = moe.experts["tiny"].expert.loaded.batcher
+        # Different prompt lengths (left padding) and different limits in one batch.
+        prompts = [
+            ("hi", 5),
+            ("what is the capital of france?", 9),
+            ("def add(a, b):", 3),
+            ("a mixture of experts routes each request", 7),
+        ]
+        alone = [await moe.complete(user(p, max_tokens=n)) for p, n in prompts]
+        batches_before = batcher.batches
+        together = await asyncio.gather(*(moe.complete(user(p, max_tokens=n)) for p, n in prompts))
+        assert batcher.batches - batches_before == 1  # all four in one generate call
+    for single, batched, (_, limit) in zip(alone, together, prompts, strict=True):
+        assert batched.result.content == single.result.content
+        assert batched.result.usage == single.result.usage
+        assert batched.result.usage.completion_tokens == limit
+
+
+async def test_streams_in_one_batch_each_get_their_own_text(tiny_model):
+    async with make_moe(local(tiny_model, max_wait_ms=50)) as moe:
+        prompts = ["the quick brown fox", "paris is the capital"]
+        alone = [(await moe.complete(user(p, max_tokens=10))).result.content for p in prompts]
+        streamed = await asyncio.gather(*(collect(moe, user(p, max_tokens=10)) for p in prompts))
+    assert [text for text, _ in streamed] == alone
+
+
+async def test_experts_naming_the_same_model_share_one_copy(tiny_model):
+    config = {
+        "experts": {
+            "doctor": {"kind": "hf-causal-lm", "model": tiny_model, "system_prompt": "doctor"},
+            "banker": {"kind": "hf-causal-lm", "model": tiny_model, "system_prompt": "banker"},
+        }
+    }
+    async with make_moe(config) as moe:
+        doctor, banker = moe.experts["doctor"].expert, moe.experts["banker"].expert
+        assert doctor.loaded is banker.loaded and doctor.loaded.users == 2
+        answers = await asyncio.gather(
+            moe.complete(user("hello", model="doctor", max_tokens=4)),
+            moe.complete(user("hello", model="banker", max_tokens=4)),
+        )
+    assert all(answer.result.usage.completion_tokens == 4 for answer in answers)
+    assert doctor.loaded is None and banker.loaded is None
 
 
 async def test_over_http_streaming_and_not(gateway, tiny_model):

@@ -1,0 +1,148 @@
+"""Loaded models, shared by every expert that names the same one.
+
+Four domain experts over one small model differ only in their system prompt; loading four copies
+would cost four times the memory and split their requests into four queues that cannot batch
+together. Experts therefore acquire a :class:`LoadedModel` by key (where the weights come from,
+device, dtype) and release it when they close; the last release frees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from moe_core.batching import MicroBatcher
+from moe_domain_llms.engine import Job, Output, generate_batch
+from moe_domain_llms.source import ModelSource, default_cache_dir, ensure_converted
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    source: ModelSource
+    device: str
+    dtype: str
+    trust_remote_code: bool
+    cache_dir: str | None
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    max_batch_size: int = 8
+    max_wait_ms: float = 10.0
+    max_queue: int = 256
+
+
+@dataclass
+class LoadedModel:
+    key: ModelKey
+    model: Any
+    tokenizer: Any
+    device: str
+    batcher: MicroBatcher[Job, Output] = field(repr=False)
+    users: int = 0
+
+    async def generate(self, job: Job) -> Output:
+        return await self.batcher.submit(job)
+
+
+_loaded: dict[ModelKey, LoadedModel] = {}
+_loading: dict[ModelKey, asyncio.Future[LoadedModel]] = {}
+
+
+async def acquire(key: ModelKey, batch: BatchSettings, *, label: str) -> LoadedModel:
+    """The loaded model for ``key``, loading it (off the event loop) if nobody has yet."""
+    loaded = _loaded.get(key)
+    if loaded is None:
+        pending = _loading.get(key)
+        if pending is None:
+            pending = asyncio.get_running_loop().create_future()
+            _loading[key] = pending
+            try:
+                loaded = await asyncio.to_thread(_load, key, batch, label)
+            except BaseException as exc:
+                pending.set_exception(exc)
+                pending.exception()  # retrieved here, so a lone loader leaves no warning
+                raise
+            finally:
+                _loading.pop(key, None)
+            _loaded[key] = loaded
+            pending.set_result(loaded)
+        else:
+            loaded = await asyncio.shield(pending)
+    loaded.users += 1
+    return loaded
+
+
+async def release(loaded: LoadedModel) -> None:
+    loaded.users -= 1
+    if loaded.users <= 0 and _loaded.get(loaded.key) is loaded:
+        del _loaded[loaded.key]
+        await loaded.batcher.close()
+        log.info("hf.unloaded", source=loaded.key.source.describe())
+
+
+def _load(key: ModelKey, batch: BatchSettings, label: str) -> LoadedModel:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    location = key.source.location
+    if key.source.gguf_file is not None:
+        cache = Path(key.cache_dir) if key.cache_dir else default_cache_dir()
+        location = str(ensure_converted(key.source.gguf_file, cache))
+    local_only = {"local_files_only": True, "trust_remote_code": key.trust_remote_code}
+    device = _pick_device(key.device)
+    tokenizer = AutoTokenizer.from_pretrained(location, **local_only)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(
+        location, dtype=_pick_dtype(key.dtype, device), **local_only
+    )
+    model = model.to(device).eval()
+    torch.set_grad_enabled(False)
+    # One token of warm-up, so the first real request does not pay for lazy initialisation.
+    warm = tokenizer("Hi", return_tensors="pt").to(device)
+    model.generate(**warm, max_new_tokens=1, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    log.info(
+        "hf.loaded",
+        source=key.source.describe(),
+        device=device,
+        dtype=str(model.dtype),
+        parameters=sum(p.numel() for p in model.parameters()),
+    )
+    batcher: MicroBatcher[Job, Output] = MicroBatcher(
+        lambda jobs: generate_batch(model, tokenizer, jobs),
+        name=f"model {key.source.location}",
+        max_batch=batch.max_batch_size,
+        max_wait_s=batch.max_wait_ms / 1000,
+        max_queue=batch.max_queue,
+        key=Job.batch_key,
+    )
+    return LoadedModel(key, model, tokenizer, device, batcher)
+
+
+def _pick_device(requested: str) -> str:
+    import torch
+
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _pick_dtype(requested: str, device: str) -> Any:
+    import torch
+
+    if requested != "auto":
+        return getattr(torch, requested)
+    # Half precision on accelerators; float32 on CPU, where bfloat16 matmuls are often slower.
+    return torch.bfloat16 if device == "cuda" else torch.float32
