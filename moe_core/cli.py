@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -54,6 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--temperature", type=float)
     chat.add_argument("--no-stream", action="store_true", help="print the answer when complete")
     chat.add_argument("--json", action="store_true", help="print the full response as JSON")
+    gate = commands.add_parser("gate", help="work with the gate")
+    gate_commands = gate.add_subparsers(dest="gate_command", required=True, metavar="ACTION")
+    train = gate_commands.add_parser("train", help="train a learned gate and write its artefact")
+    _add_config(train)
+    train.add_argument(
+        "--kind",
+        help="train this gate kind with its default options (default: the configured gate)",
+    )
+    train.add_argument("--data", help="training data, for gates that take a data file")
+    train.add_argument(
+        "-o", "--output", help="where to write the artefact (default: the gate's artefact path)"
+    )
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--json", action="store_true", help="print the metrics as JSON")
     return parser
 
 
@@ -79,6 +94,9 @@ def _build(args: argparse.Namespace) -> Any:
 
 def _quiet_logging(args: argparse.Namespace, level: str = "warning") -> None:
     configure_logging("debug" if args.verbose else level, "console")
+    if level == "warning" and not args.verbose:
+        # Loading a small gate model takes a second: its progress bars would only clutter output.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -181,6 +199,34 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from moe_core.config import load_config
+    from moe_core.plugins import create_plugin_manager
+
+    _quiet_logging(args)
+    config = load_config(args.config)
+    manager = create_plugin_manager(disable=config.plugins.disable, require=config.plugins.require)
+    kind = manager.kinds.get("gate", args.kind or config.gate.kind)
+    raw = {} if args.kind else config.gate.options()
+    if args.data:
+        if "data" not in kind.options.model_fields:
+            raise ConfigError(f"gate kind {kind.name!r} takes no --data")
+        raw["data"] = args.data
+    options = config.validate_instance("gate", kind.options, raw)
+    gate = kind.build(kind.name, options)
+    train = getattr(gate, "train", None)
+    if train is None:
+        raise ConfigError(f"gate kind {kind.name!r} does not learn from data; nothing to train")
+    result = train(output=Path(args.output) if args.output else None, progress=not args.no_progress)
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "report"}, indent=2))
+    else:
+        print(result.get("report") or f"trained {kind.name}: {result}")
+    return 0
+
+
 def _request(args: argparse.Namespace) -> dict[str, Any]:
     messages = [{"role": "system", "content": args.system}] if getattr(args, "system", None) else []
     messages.append({"role": "user", "content": args.prompt})
@@ -192,7 +238,13 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
     return request
 
 
-_COMMANDS = {"serve": cmd_serve, "plugins": cmd_plugins, "route": cmd_route, "chat": cmd_chat}
+_COMMANDS = {
+    "serve": cmd_serve,
+    "plugins": cmd_plugins,
+    "route": cmd_route,
+    "chat": cmd_chat,
+    "gate": cmd_gate,
+}
 
 
 if __name__ == "__main__":

@@ -60,7 +60,11 @@ class Expert(Part):
 
 
 class Gate(Part):
-    """A routing policy."""
+    """A routing policy.
+
+    A gate that learns from data may also define ``train(output=None, progress=True) -> dict``
+    (fit, write its artefact, return ``{"report": str, ...}``); ``moe gate train`` calls it.
+    """
 
     @abc.abstractmethod
     async def route(

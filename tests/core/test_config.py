@@ -109,7 +109,9 @@ def test_the_embedded_default_needs_no_file(monkeypatch):
     monkeypatch.delenv("MOE_CONFIG", raising=False)
     config = load_config(None)
     assert config.source == "<embedded default config>"
-    assert config.experts["smollm2"].kind == "hf-causal-lm"
+    assert set(config.experts) == {"general", "healthcare", "finance", "cybersecurity"}
+    assert {expert.kind for expert in config.experts.values()} == {"hf-causal-lm"}
+    assert config.gate.kind == "embedding"
     assert config.server.port == 8000 and config.server.host == "127.0.0.1"
 
 

@@ -81,16 +81,17 @@ def test_the_readme_curl_answers_with_a_real_model(server):
     assert body["object"] == "chat.completion"
     assert "Paris" in body["choices"][0]["message"]["content"]
     metadata = body["moe_metadata"]
-    assert metadata["experts_used"] == ["smollm2"]
-    assert metadata["gate"] == "fixed" and metadata["strategy"] == "single"
-    assert metadata["rationale"] and metadata["confidence"] == 1.0
-    assert metadata["latency_ms"]["smollm2"] > 0
+    assert metadata["experts_used"] == ["general"]
+    assert metadata["gate"] == "embedding" and metadata["strategy"] == "single"
+    assert "sentence-embedding classifier: general" in metadata["rationale"]
+    assert 0.5 < metadata["confidence"] <= 1.0
+    assert metadata["latency_ms"]["general"] > 0
     assert body["usage"]["completion_tokens"] > 0
 
 
 def test_the_sdk_streams_and_lists_models(client):
     stream = client.chat.completions.create(
-        model="smollm2",
+        model="general",
         max_tokens=20,
         stream=True,
         messages=[{"role": "user", "content": "Name three colours."}],
@@ -98,7 +99,8 @@ def test_the_sdk_streams_and_lists_models(client):
     pieces = [chunk.choices[0].delta.content for chunk in stream if chunk.choices]
     assert len([p for p in pieces if p]) > 3
     assert "".join(p or "" for p in pieces).strip()
-    assert [model.id for model in client.models.list()] == ["auto", "smollm2"]
+    models = [model.id for model in client.models.list()]
+    assert models == ["auto", "general", "healthcare", "finance", "cybersecurity"]
 
 
 def test_greedy_answers_are_the_same_streamed_or_not(client):
@@ -131,5 +133,7 @@ def test_cli_route_explains_the_default_decision():
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "experts:    smollm2" in result.stdout
-    assert "rationale:  the fixed gate always sends requests to 'smollm2'" in result.stdout
+    assert "experts:    general" in result.stdout
+    assert "gate:       embedding" in result.stdout
+    assert "rationale:  sentence-embedding classifier: general" in result.stdout
+    assert "Loading weights" not in result.stdout + result.stderr

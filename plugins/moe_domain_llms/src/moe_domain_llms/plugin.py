@@ -4,8 +4,26 @@ from __future__ import annotations
 
 from moe_core import Register, hookimpl
 from moe_domain_llms.expert import HFCausalLMExpert, HFCausalLMOptions
+from moe_domain_llms.gates import (
+    EmbeddingGate,
+    EmbeddingGateOptions,
+    LearnedGateOptions,
+    TfidfNBGate,
+)
+from moe_domain_llms.predict import PredictFrontend, PredictOptions
 
 
 @hookimpl
 def moe_register_experts(register: Register) -> None:
     register("hf-causal-lm", HFCausalLMExpert, options=HFCausalLMOptions)
+
+
+@hookimpl
+def moe_register_frontends(register: Register) -> None:
+    register("predict", PredictFrontend, options=PredictOptions)
+
+
+@hookimpl
+def moe_register_gates(register: Register) -> None:
+    register("tfidf-nb", TfidfNBGate, options=LearnedGateOptions)
+    register("embedding", EmbeddingGate, options=EmbeddingGateOptions)

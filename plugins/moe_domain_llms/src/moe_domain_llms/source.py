@@ -59,9 +59,10 @@ def resolve(model: str, *, where: str) -> ModelSource:
         Hugging Face id already in the local cache.
     :param where: the config key path, for error messages.
     """
-    if model.startswith(PACKAGE_PREFIX):
-        return ModelSource("gguf", model, _packaged_file(model, where))
-    path = Path(model).expanduser()
+    path = _packaged_path(model, where) if model.startswith(PACKAGE_PREFIX) else None
+    if path is not None and path.is_file():
+        return ModelSource("gguf", model, path)
+    path = path or Path(model).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ConfigError(f"{where}: GGUF file {model} does not exist")
@@ -80,7 +81,8 @@ def resolve(model: str, *, where: str) -> ModelSource:
     )
 
 
-def _packaged_file(model: str, where: str) -> Path:
+def _packaged_path(model: str, where: str) -> Path:
+    """A file or folder shipped inside an installed package, located without importing it."""
     module, _, filename = model.removeprefix(PACKAGE_PREFIX).partition("/")
     if not module or not filename:
         raise ConfigError(f"{where}: expected package:<module>/<file>, got {model!r}")
@@ -93,8 +95,8 @@ def _packaged_file(model: str, where: str) -> Path:
         )
     # The package is located, never imported: importing it may pull dependencies we do not want.
     path = Path(next(iter(spec.submodule_search_locations))) / filename
-    if not path.is_file():
-        raise ConfigError(f"{where}: package {module!r} has no file {filename}")
+    if not path.exists():
+        raise ConfigError(f"{where}: package {module!r} has no file or folder {filename}")
     return path
 
 

