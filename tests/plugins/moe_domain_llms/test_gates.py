@@ -6,7 +6,6 @@ import asyncio
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,8 +102,12 @@ def test_the_fast_tfidf_path_equals_scikit_learn(tmp_path):
 
 
 def test_bad_artefacts_are_clear_errors(tmp_path):
-    from moe_domain_llms.gates import EmbeddingGate, EmbeddingGateOptions, LearnedGateOptions
-    from moe_domain_llms.gates import TfidfNBGate
+    from moe_domain_llms.gates import (
+        EmbeddingGate,
+        EmbeddingGateOptions,
+        LearnedGateOptions,
+        TfidfNBGate,
+    )
 
     with pytest.raises(ConfigError, match="trained for gate kind 'tfidf-nb', not 'embedding'"):
         EmbeddingGate("g", EmbeddingGateOptions(artefact=str(artefacts.PACKAGED / "tfidf-nb.npz")))
