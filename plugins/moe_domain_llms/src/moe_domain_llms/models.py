@@ -36,6 +36,7 @@ class BatchSettings:
     max_batch_size: int = 8
     max_wait_ms: float = 10.0
     max_queue: int = 256
+    torch_threads: int | None = None
 
 
 @dataclass
@@ -91,6 +92,7 @@ def _load(key: ModelKey, batch: BatchSettings, label: str) -> LoadedModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    _set_torch_threads(batch.torch_threads)
     location = key.source.location
     if key.source.gguf_file is not None:
         cache = Path(key.cache_dir) if key.cache_dir else default_cache_dir()
@@ -125,6 +127,23 @@ def _load(key: ModelKey, batch: BatchSettings, label: str) -> LoadedModel:
         key=Job.batch_key,
     )
     return LoadedModel(key, model, tokenizer, device, batcher)
+
+
+def _set_torch_threads(requested: int | None) -> None:
+    """Leave a core to the event loop unless told otherwise.
+
+    torch's CPU kernels spin-wait on all their threads; if one of them shares a core with the
+    event loop (or the gate's encoder), every parallel step waits for it, and generation can run
+    tens of times slower than with one thread fewer. The setting is process-wide.
+    """
+    import os
+
+    import torch
+
+    threads = requested or max(1, (os.cpu_count() or 2) - 1)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+        log.info("torch.threads", threads=threads)
 
 
 def _pick_device(requested: str) -> str:
