@@ -44,7 +44,11 @@ def test_plugins_json_lists_every_installed_plugin():
     assert result.returncode == 0, result.stderr
     plugins = {plugin["name"]: plugin for plugin in json.loads(result.stdout)}
     assert {"builtins", "openai-compat", "domain-llms"} <= set(plugins)
-    assert plugins["domain-llms"]["kinds"] == {"expert": ["hf-causal-lm"]}
+    assert plugins["domain-llms"]["kinds"] == {
+        "expert": ["hf-causal-lm"],
+        "gate": ["tfidf-nb", "embedding"],
+        "frontend": ["predict"],
+    }
 
 
 def test_route_json_for_a_named_expert(tmp_path):
