@@ -53,8 +53,9 @@ async def test_clear_queries_reach_their_domain_with_a_rationale(kind):
 
 async def test_the_embedding_gate_abstains_to_general_below_its_threshold():
     async with make_moe(domain_config({"kind": "embedding", "threshold": 0.999999})) as moe:
-        decision = await moe.route(user("what is the rule of 72"))
-        response = await moe.complete(user("what is the rule of 72"))
+        query = "should I refinance my mortgage now that rates dropped"
+        decision = await moe.route(user(query))
+        response = await moe.complete(user(query))
     assert decision.experts == ["general"]
     assert "abstains to general" in decision.rationale
     assert decision.evidence[0]["abstained"] is True
@@ -109,30 +110,35 @@ def test_bad_artefacts_are_clear_errors(tmp_path):
         TfidfNBGate,
     )
 
+    def load(gate_class, options_class, path):
+        # Artefacts are read on first use; at startup that is check_experts.
+        return gate_class("g", options_class(artefact=str(path))).model
+
+    packaged_nb = artefacts.PACKAGED / "tfidf-nb.npz"
     with pytest.raises(ConfigError, match="trained for gate kind 'tfidf-nb', not 'embedding'"):
-        EmbeddingGate("g", EmbeddingGateOptions(artefact=str(artefacts.PACKAGED / "tfidf-nb.npz")))
+        load(EmbeddingGate, EmbeddingGateOptions, packaged_nb)
     junk = tmp_path / "junk.npz"
     junk.write_bytes(b"not an artefact")
     with pytest.raises(ConfigError, match="not a readable gate artefact.*moe gate train"):
-        TfidfNBGate("g", LearnedGateOptions(artefact=str(junk)))
+        load(TfidfNBGate, LearnedGateOptions, junk)
     future = tmp_path / "future.npz"
-    artefacts.save(future, "tfidf-nb", ["a", "b"], {"x": np.zeros(2)})
+    artefacts.save(future, "tfidf-nb", ["general", "b"], {"x": np.zeros(2)})
+    with pytest.raises(ConfigError, match="lacks the array 'tfidf_terms'.*moe gate train"):
+        load(TfidfNBGate, LearnedGateOptions, future)
     with np.load(future) as data:
         meta = json.loads(str(data["__meta__"]))
     meta["format"] = 99
     np.savez(future, __meta__=np.array(json.dumps(meta)), x=np.zeros(2))
     with pytest.raises(ConfigError, match="artefact format 99.*reads format 1"):
-        TfidfNBGate("g", LearnedGateOptions(artefact=str(future)))
+        load(TfidfNBGate, LearnedGateOptions, future)
     other_encoder = tmp_path / "other.npz"
     artefacts.save(
-        other_encoder,
-        "embedding",
-        ["general", "x"],
-        {"coef": np.zeros((2, 384)), "intercept": np.zeros(2), "temperature": np.array(1.0)},
-        encoder="elsewhere",
+        other_encoder, "embedding", ["general", "x"], {"x": np.zeros(2)}, encoder="elsewhere"
     )
     with pytest.raises(ConfigError, match="trained on embeddings from elsewhere"):
-        EmbeddingGate("g", EmbeddingGateOptions(artefact=str(other_encoder)))
+        load(EmbeddingGate, EmbeddingGateOptions, other_encoder)
+    with pytest.raises(ConfigError, match="does not exist.*moe gate train"):
+        load(TfidfNBGate, LearnedGateOptions, tmp_path / "missing.npz")
 
 
 def test_moe_gate_train_writes_an_artefact_with_its_metadata(tmp_path):

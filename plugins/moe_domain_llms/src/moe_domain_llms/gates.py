@@ -4,9 +4,10 @@
   Bayes, the classic baseline. Routing runs the trained model in plain numpy (a vocabulary
   lookup and one small matrix product), thousands of times faster per call than a scikit-learn
   pipeline.
-- ``embedding``: all-MiniLM-L6-v2 sentence embeddings and a multinomial logistic regression with
-  temperature-scaled (calibrated) probabilities. Below ``threshold`` the gate abstains to the
-  ``general`` expert and says so.
+- ``embedding``: all-MiniLM-L6-v2 sentence embeddings, joined by TF-IDF term features (the
+  encoder knows phrasing, the terms carry jargon it has rarely seen), and a multinomial logistic
+  regression with temperature-scaled (calibrated) probabilities. Below ``threshold`` the gate
+  abstains to the ``general`` expert and says so.
 
 Both report the label, its probability, the runner-up and a one-line rationale. Labels map to
 experts by name (``healthcare`` goes to the expert called ``healthcare``) unless ``experts``
@@ -57,36 +58,46 @@ class LearnedGate(Gate):
         self.artefact_path = (
             Path(options.artefact) if options.artefact else artefacts.PACKAGED / f"{self.kind}.npz"
         )
-        self.model: artefacts.Artefact | None = None
-        if self.artefact_path.is_file():  # a missing one is fine until routing or training
-            self.model = artefacts.load(self.artefact_path, self.kind, where="gate.artefact")
-            self._check_labels(self.model.labels)
+        self._model: artefacts.Artefact | None = None
+
+    @property
+    def model(self) -> artefacts.Artefact:
+        """The trained artefact, read on first use: at startup (``check_experts``) when serving,
+        never when training, which must work whatever state the old file is in."""
+        if self._model is None:
+            model = artefacts.load(self.artefact_path, self.kind, where="gate.artefact")
+            if self.options.abstain_to not in model.labels:
+                raise ConfigError(
+                    f"gate.abstain_to: {self.options.abstain_to!r} is not a label of "
+                    f"{self.artefact_path} (labels: {', '.join(model.labels)})"
+                )
+            try:
+                self.bind(model)
+            except KeyError as exc:
+                made_by = model.meta.get("versions", {}).get("moe-domain-llms")
+                raise ConfigError(
+                    f"gate.artefact: {self.artefact_path} lacks the array {exc} (made by "
+                    f"moe-domain-llms {made_by}); retrain it with `moe gate train`"
+                ) from None
+            self.labels = model.labels
+            self._model = model
+        return self._model
+
+    def bind(self, model: artefacts.Artefact) -> None:
+        """Take what routing needs from the artefact's arrays (a missing one is a KeyError)."""
+        raise NotImplementedError
 
     @property
     def data_path(self) -> Path:
         return Path(self.options.data) if self.options.data else DEFAULT_DATA
 
-    def _check_labels(self, labels: list[str]) -> None:
-        if self.options.abstain_to not in labels:
-            raise ConfigError(
-                f"gate.abstain_to: {self.options.abstain_to!r} is not a label of "
-                f"{self.artefact_path} (labels: {', '.join(labels)})"
-            )
-        self.labels = labels
-        self.label_array = np.array(labels)
-
     def expert_for(self, label: str) -> str:
         return self.options.experts.get(label, label)
 
     def check_experts(self, experts: Mapping[str, ExpertCard]) -> None:
-        if self.model is None:
-            raise ConfigError(
-                f"gate: no trained artefact at {self.artefact_path}; train one with "
-                f"`moe gate train` (gate kind {self.kind})"
-            )
         missing = [
             f"{label} -> {self.expert_for(label)}"
-            for label in self.labels
+            for label in self.model.labels
             if self.expert_for(label) not in experts
         ]
         if missing:
@@ -138,23 +149,19 @@ class LearnedGate(Gate):
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token pattern
 
 
-class TfidfNBGate(LearnedGate):
-    """TF-IDF (1-2 grams, English stop words) + multinomial Naive Bayes: the seed's baseline."""
+class TfidfFeatures:
+    """scikit-learn's ``TfidfVectorizer(ngram_range=(1, 2))`` transform, in plain Python and
+    numpy, from the arrays a trained vectorizer leaves behind (prefixed ``tfidf_`` in an
+    artefact): a dictionary lookup per term instead of a sparse-matrix pipeline per call."""
 
-    kind = "tfidf-nb"
+    def __init__(self, arrays: Mapping[str, np.ndarray]) -> None:
+        self.vocabulary = {term: i for i, term in enumerate(arrays["tfidf_terms"].tolist())}
+        self.stop_words = frozenset(arrays["tfidf_stop_words"].tolist())
+        self.idf = arrays["tfidf_idf"]
+        self.sublinear = bool(arrays["tfidf_sublinear"])
 
-    def __init__(self, name: str, options: LearnedGateOptions) -> None:
-        super().__init__(name, options)
-        if self.model is not None:
-            arrays = self.model.arrays
-            self.vocabulary = {term: i for i, term in enumerate(arrays["terms"].tolist())}
-            self.stop_words = frozenset(arrays["stop_words"].tolist())
-            self.idf = arrays["idf"]
-            self.log_prob_t = np.ascontiguousarray(arrays["feature_log_prob"].T)
-            self.log_prior = arrays["class_log_prior"]
-
-    def features(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """Vocabulary indices and their l2-normalised tf-idf weights, as scikit-learn would."""
+    def __call__(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Vocabulary indices and their l2-normalised tf-idf weights."""
         tokens = [t for t in _TOKEN.findall(text.lower()) if t not in self.stop_words]
         counts: dict[int, int] = {}
         for term in (*tokens, *map(" ".join, itertools.pairwise(tokens))):
@@ -163,11 +170,25 @@ class TfidfNBGate(LearnedGate):
                 counts[index] = counts.get(index, 0) + 1
         indices = np.fromiter(counts, dtype=np.int64, count=len(counts))
         weights = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        if self.sublinear:
+            weights = 1 + np.log(weights)
         weights *= self.idf[indices]
         norm = np.sqrt(weights @ weights)
         return indices, weights / norm if norm else weights
 
+
+class TfidfNBGate(LearnedGate):
+    """TF-IDF (1-2 grams, English stop words) + multinomial Naive Bayes: the seed's baseline."""
+
+    kind = "tfidf-nb"
+
+    def bind(self, model: artefacts.Artefact) -> None:
+        self.features = TfidfFeatures(model.arrays)
+        self.log_prob_t = np.ascontiguousarray(model.arrays["feature_log_prob"].T)
+        self.log_prior = model.arrays["class_log_prior"]
+
     def probabilities(self, text: str) -> np.ndarray:
+        self.model  # noqa: B018 - loads the artefact on first use
         indices, weights = self.features(text)
         joint = self.log_prior + weights @ self.log_prob_t[indices]
         joint = np.exp(joint - joint.max())
@@ -199,17 +220,21 @@ class EmbeddingGate(LearnedGate):
     def __init__(self, name: str, options: EmbeddingGateOptions) -> None:
         super().__init__(name, options)
         self.encoder = Encoder(options.encoder, where="gate.encoder")
-        if self.model is not None:
-            trained_with = self.model.meta.get("encoder")
-            if trained_with != self.encoder.identity:
-                raise ConfigError(
-                    f"gate.artefact: {self.artefact_path} was trained on embeddings from "
-                    f"{trained_with}, but gate.encoder is {self.encoder.identity}; retrain with "
-                    "`moe gate train`"
-                )
-            self.weights = self.model.arrays["coef"].T.astype(np.float32)
-            self.bias = self.model.arrays["intercept"].astype(np.float32)
-            self.temperature = float(self.model.arrays["temperature"])
+
+    def bind(self, model: artefacts.Artefact) -> None:
+        trained_with = model.meta.get("encoder")
+        if trained_with != self.encoder.identity:
+            raise ConfigError(
+                f"gate.artefact: {self.artefact_path} was trained on embeddings from "
+                f"{trained_with}, but gate.encoder is {self.encoder.identity}; retrain with "
+                "`moe gate train`"
+            )
+        arrays = model.arrays
+        self.weights = arrays["coef_embedding"].T.astype(np.float32)
+        self.term_weights = np.ascontiguousarray(arrays["coef_terms"].T)
+        self.bias = arrays["intercept"].astype(np.float32)
+        self.temperature = float(arrays["temperature"])
+        self.features = TfidfFeatures(arrays)
 
     async def start(self) -> None:
         import asyncio
@@ -219,13 +244,15 @@ class EmbeddingGate(LearnedGate):
     async def close(self) -> None:
         await self.encoder.close()
 
-    def probabilities_from(self, embeddings: np.ndarray) -> np.ndarray:
-        logits = (embeddings @ self.weights + self.bias) / self.temperature
-        logits = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        return logits / logits.sum(axis=-1, keepdims=True)
+    def probabilities_from(self, embedding: np.ndarray, text: str) -> np.ndarray:
+        self.model  # noqa: B018 - loads the artefact on first use
+        indices, weights = self.features(text)
+        logits = embedding @ self.weights + weights @ self.term_weights[indices] + self.bias
+        logits = np.exp((logits - logits.max()) / self.temperature)
+        return logits / logits.sum()
 
     def probabilities(self, text: str) -> np.ndarray:
-        return self.probabilities_from(self.encoder.encode([text]))[0]
+        return self.probabilities_from(self.encoder.encode([text])[0], text)
 
     async def route(
         self,
@@ -233,8 +260,11 @@ class EmbeddingGate(LearnedGate):
         experts: Mapping[str, ExpertCard],
         signals: Mapping[str, Tracker],
     ) -> RoutingDecision:
-        embedding = await self.encoder.encode_one(request.last_user_text())
-        return self.decide(self.probabilities_from(embedding), "sentence-embedding classifier")
+        text = request.last_user_text()
+        embedding = await self.encoder.encode_one(text)
+        return self.decide(
+            self.probabilities_from(embedding, text), "sentence-embedding classifier"
+        )
 
     def train(self, output: Path | None = None, progress: bool = True) -> dict[str, Any]:
         from moe_domain_llms.training import train_embedding

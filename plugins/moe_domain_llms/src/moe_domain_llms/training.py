@@ -127,9 +127,22 @@ def _progress(iterable: Any, enabled: bool, **kwargs: Any) -> Any:
     return tqdm(iterable, **kwargs)
 
 
+def _tfidf_arrays(vectorizer: Any) -> dict[str, np.ndarray]:
+    """What :class:`moe_domain_llms.gates.TfidfFeatures` needs to repeat the transform."""
+    terms = np.empty(len(vectorizer.vocabulary_), dtype=object)
+    for term, index in vectorizer.vocabulary_.items():
+        terms[index] = term
+    return {
+        "tfidf_terms": terms.astype(str),
+        "tfidf_stop_words": np.array(sorted(vectorizer.get_stop_words() or ()), dtype=str),
+        "tfidf_idf": vectorizer.idf_,
+        "tfidf_sublinear": np.array(vectorizer.sublinear_tf),
+    }
+
+
 def train_tfidf_nb(data: Path, output: Path, *, progress: bool = True) -> dict[str, Any]:
     """Fits in well under a second, so there is no progress bar to show."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
+    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.naive_bayes import MultinomialNB
 
     dataset = load_dataset(data)
@@ -140,17 +153,12 @@ def train_tfidf_nb(data: Path, output: Path, *, progress: bool = True) -> dict[s
     classes = [str(c) for c in classifier.classes_]
     predicted = list(classifier.predict(vectorizer.transform(test_texts))) if test_texts else []
     metrics = evaluate(test_labels, predicted, classes) if test_texts else {}
-    terms = np.empty(len(vectorizer.vocabulary_), dtype=object)
-    for term, index in vectorizer.vocabulary_.items():
-        terms[index] = term
     artefacts.save(
         output,
         "tfidf-nb",
         classes,
         {
-            "terms": terms.astype(str),
-            "stop_words": np.array(sorted(ENGLISH_STOP_WORDS)),
-            "idf": vectorizer.idf_,
+            **_tfidf_arrays(vectorizer),
             "feature_log_prob": classifier.feature_log_prob_,
             "class_log_prior": classifier.class_log_prior_,
         },
@@ -170,6 +178,9 @@ def train_tfidf_nb(data: Path, output: Path, *, progress: bool = True) -> dict[s
 def train_embedding(
     data: Path, output: Path, encoder: Encoder, *, progress: bool = True
 ) -> dict[str, Any]:
+    """Sentence embeddings joined by TF-IDF term features, then a logistic regression."""
+    import scipy.sparse as sparse
+    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
@@ -184,29 +195,35 @@ def train_embedding(
     )
     is_train = np.array([split == "train" for split in dataset.splits])
     labels = np.array(dataset.labels)
-    classifier = LogisticRegression(C=3.0, max_iter=5000)
+    texts = np.array(dataset.texts, dtype=object)
+    # Term features beside the embedding: jargon the encoder has rarely seen still counts.
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit(texts[is_train])
+    features = sparse.hstack([sparse.csr_matrix(vectors), vectorizer.transform(texts)]).tocsr()
+    classifier = LogisticRegression(C=10.0, max_iter=5000)
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
     # Out-of-fold logits of the training rows fix the temperature that calibrates probabilities.
     oof = cross_val_predict(
-        classifier, vectors[is_train], labels[is_train], cv=folds, method="decision_function"
+        classifier, features[is_train], labels[is_train], cv=folds, method="decision_function"
     )
-    classifier.fit(vectors[is_train], labels[is_train])
+    classifier.fit(features[is_train], labels[is_train])
     classes = [str(c) for c in classifier.classes_]
     temperature = _fit_temperature(oof, labels[is_train], classes)
-    test_vectors, test_labels = vectors[~is_train], list(labels[~is_train])
+    test_labels = list(labels[~is_train])
     metrics: dict[str, Any] = {}
-    if len(test_labels):
-        logits = (test_vectors @ classifier.coef_.T + classifier.intercept_) / temperature
-        predicted = [classes[i] for i in logits.argmax(axis=1)]
-        metrics = evaluate(test_labels, predicted, classes)
+    if test_labels:
+        logits = classifier.decision_function(features[~is_train])
+        metrics = evaluate(test_labels, [classes[i] for i in logits.argmax(axis=1)], classes)
+    width = vectors.shape[1]
     artefacts.save(
         output,
         "embedding",
         classes,
         {
-            "coef": classifier.coef_,
+            "coef_embedding": classifier.coef_[:, :width],
+            "coef_terms": classifier.coef_[:, width:],
             "intercept": classifier.intercept_,
             "temperature": np.array(temperature),
+            **_tfidf_arrays(vectorizer),
         },
         encoder=encoder.identity,
         data=str(data.name),
