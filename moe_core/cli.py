@@ -202,7 +202,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def cmd_gate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from moe_core.config import load_config
+    from moe_core.config import InstanceConfig, load_config
+    from moe_core.orchestrator import build_part
     from moe_core.plugins import create_plugin_manager
 
     _quiet_logging(args)
@@ -214,8 +215,9 @@ def cmd_gate(args: argparse.Namespace) -> int:
         if "data" not in kind.options.model_fields:
             raise ConfigError(f"gate kind {kind.name!r} takes no --data")
         raw["data"] = args.data
-    options = config.validate_instance("gate", kind.options, raw)
-    gate = kind.build(kind.name, options)
+    gate = build_part(
+        manager, config, "gate", InstanceConfig(kind=kind.name, **raw), kind.name, "gate"
+    )
     train = getattr(gate, "train", None)
     if train is None:
         raise ConfigError(f"gate kind {kind.name!r} does not learn from data; nothing to train")

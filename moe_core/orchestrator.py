@@ -18,9 +18,9 @@ from contextlib import aclosing
 from typing import Any
 
 import structlog
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from moe_core.config import MoEConfig, load_config
+from moe_core.config import InstanceConfig, MoEConfig, load_config
 from moe_core.errors import (
     ConfigError,
     GateError,
@@ -38,8 +38,8 @@ from moe_core.models import (
     MoEResponse,
     RoutingDecision,
 )
-from moe_core.parts import Combiner, Expert, Gate, Tracker
-from moe_core.plugins import MoEPluginManager, create_plugin_manager
+from moe_core.parts import Combiner, Gate, Tracker
+from moe_core.plugins import MoEPluginManager, Part, create_plugin_manager
 from moe_core.pool import ExpertPool, ExpertSlot
 from moe_core.run import Run
 
@@ -89,45 +89,27 @@ class MoE:
         manager = plugin_manager or create_plugin_manager(
             disable=config.plugins.disable, require=config.plugins.require
         )
-        kinds = manager.kinds
-
         slots = []
         for name, expert_config in config.experts.items():
-            kind = kinds.get("expert", expert_config.kind)
-            options = config.validate_instance(
-                f"experts.{name}", kind.options, expert_config.options()
-            )
-            expert = _build(kind.build, name, options, Expert, f"experts.{name}")
+            expert = build_part(manager, config, "expert", expert_config, name, f"experts.{name}")
             card = expert.card().model_copy(update=expert_config.card_overrides())
             slots.append(
                 ExpertSlot(
                     expert,
-                    kind=kind.name,
+                    kind=expert_config.kind,
                     card=card,
                     fallbacks=expert_config.fallbacks,
                     timeout_s=expert_config.timeout_s,
                 )
             )
-
-        gate_kind = kinds.get("gate", config.gate.kind)
-        gate_options = config.validate_instance("gate", gate_kind.options, config.gate.options())
-        gate = _build(gate_kind.build, gate_kind.name, gate_options, Gate, "gate")
-
-        combiner_kind = kinds.get("combiner", config.combiner.kind)
-        combiner_options = config.validate_instance(
-            "combiner", combiner_kind.options, config.combiner.options()
+        gate = build_part(manager, config, "gate", config.gate, config.gate.kind, "gate")
+        combiner = build_part(
+            manager, config, "combiner", config.combiner, config.combiner.kind, "combiner"
         )
-        combiner = _build(
-            combiner_kind.build, combiner_kind.name, combiner_options, Combiner, "combiner"
-        )
-
-        trackers: dict[str, Tracker] = {}
-        for name, tracker_config in config.trackers.items():
-            kind = kinds.get("tracker", tracker_config.kind)
-            options = config.validate_instance(
-                f"trackers.{name}", kind.options, tracker_config.options()
-            )
-            trackers[name] = _build(kind.build, name, options, Tracker, f"trackers.{name}")
+        trackers: dict[str, Tracker] = {
+            name: build_part(manager, config, "tracker", tracker, name, f"trackers.{name}")
+            for name, tracker in config.trackers.items()
+        }
 
         moe = cls(
             config,
@@ -447,16 +429,21 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _build(factory: Any, name: str, options: BaseModel, expected: type, path: str) -> Any:
-    """Call a kind's factory, turning its failure into a startup error naming the key path."""
+def build_part(
+    manager: MoEPluginManager,
+    config: MoEConfig,
+    part: Part,
+    instance: InstanceConfig,
+    name: str,
+    path: str,
+) -> Any:
+    """Build one configured instance of a kind: options validated against the kind's model and
+    any failure of the factory turned into a startup error naming the key path."""
+    kind = manager.kinds.get(part, instance.kind)
+    options = config.validate_instance(path, kind.options, instance.options())
     try:
-        built = factory(name, options)
+        return kind.build(name, options)
     except (ConfigError, PluginError):
         raise
     except Exception as exc:
         raise ConfigError(f"{path}: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(built, expected):
-        raise PluginError(
-            f"{path}: the factory returned {type(built).__name__}, not a {expected.__name__}"
-        )
-    return built

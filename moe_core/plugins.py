@@ -61,7 +61,17 @@ class Kind:
     summary: str
 
     def build(self, name: str, options: BaseModel) -> Any:
-        return self.factory(name=name, options=options)
+        """Call the factory and check it made the part it claims to (an Expert for experts...)."""
+        from moe_core import parts
+
+        built = self.factory(name=name, options=options)
+        expected = getattr(parts, self.part.capitalize())
+        if not isinstance(built, expected):
+            raise PluginError(
+                f"{self.part} kind {self.name!r} of plugin {self.plugin!r} built a "
+                f"{type(built).__name__}, not a moe_core.{expected.__name__}"
+            )
+        return built
 
 
 @dataclass

@@ -18,17 +18,16 @@ import structlog
 from aiohttp import web
 
 from moe_core.appkeys import API_KEYS_KEY, BODY_LIMIT_KEY, MOE_KEY, REQUEST_ID_KEY
-from moe_core.config import FrontendSettings
+from moe_core.config import FrontendSettings, InstanceConfig
 from moe_core.errors import (
     AuthenticationFailed,
     ConfigError,
     MethodNotAllowed,
     MoEError,
     NotFound,
-    PluginError,
 )
 from moe_core.http import body_too_large, error_response, json_response
-from moe_core.orchestrator import MoE
+from moe_core.orchestrator import MoE, build_part
 from moe_core.parts import Frontend
 
 log = structlog.get_logger(__name__)
@@ -84,15 +83,12 @@ def build_frontends(moe: MoE) -> list[Frontend]:
     frontends = []
     for kind in moe.plugins.kinds.of_part("frontend"):
         setting = settings.get(kind.name, FrontendSettings())
-        if not setting.enabled:
-            continue
-        options = moe.config.validate_instance(
-            f"server.frontends.{kind.name}", kind.options, setting.options()
-        )
-        frontend = kind.build(kind.name, options)
-        if not isinstance(frontend, Frontend):
-            raise PluginError(f"frontend {kind.name!r} did not build a Frontend")
-        frontends.append(frontend)
+        if setting.enabled:
+            instance = InstanceConfig(kind=kind.name, **setting.options())
+            path = f"server.frontends.{kind.name}"
+            frontends.append(
+                build_part(moe.plugins, moe.config, "frontend", instance, kind.name, path)
+            )
     return frontends
 
 

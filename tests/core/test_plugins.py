@@ -133,3 +133,22 @@ def test_a_new_plugin_is_picked_up_with_no_core_change(tmp_path):
     answered = _moe("chat", "-c", str(config), "--no-stream", "quiet please", pythonpath=tmp_path)
     assert answered.returncode == 0, answered.stderr
     assert answered.stdout.strip() == "QUIET PLEASE"
+
+
+def test_a_factory_that_builds_the_wrong_part_is_named():
+    class NotAnExpert:
+        def __init__(self, name, options):
+            pass
+
+    class Confused:
+        @hookimpl
+        def moe_register_experts(self, register):
+            register("confused", NotAnExpert)
+
+    from moe_core.testing import make_moe
+
+    with pytest.raises(
+        PluginError,
+        match="kind 'confused' of plugin 'confused' built a NotAnExpert, not a moe_core.Expert",
+    ):
+        make_moe({"experts": {"x": {"kind": "confused"}}}, plugins=[("confused", Confused())])
