@@ -48,6 +48,19 @@ async def test_parameters_model_name_and_key_reach_the_upstream(
     assert body["usage"] == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
 
 
+async def test_a_system_prompt_makes_a_remote_domain_expert(gateway, fake_upstream):
+    fake, base_url = fake_upstream
+    client = await gateway(remote(base_url, system_prompt="You are a finance assistant."))
+    await client.post("/v1/chat/completions", json=user("what is an ETF"))
+    assert fake.requests[-1]["messages"] == [
+        {"role": "system", "content": "You are a finance assistant."},
+        {"role": "user", "content": "what is an ETF"},
+    ]
+    own = {"messages": [{"role": "system", "content": "mine"}, {"role": "user", "content": "x"}]}
+    await client.post("/v1/chat/completions", json=own)
+    assert fake.requests[-1]["messages"][0] == {"role": "system", "content": "mine"}
+
+
 def test_a_missing_key_variable_is_a_startup_error(monkeypatch):
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
     with pytest.raises(ConfigError, match="experts.remote.api_key_env.*NOT_SET_ANYWHERE"):

@@ -46,6 +46,9 @@ class OpenAIExpertOptions(Options):
     max_connections: int = Field(100, ge=1)
     stream_usage: bool = Field(True, description="Ask the upstream for usage in streams")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra non-secret headers")
+    system_prompt: str | None = Field(
+        None, description="Put first when the request has no system message (a domain expert)"
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -104,6 +107,9 @@ class OpenAIExpert(Expert):
     def _body(self, request: ChatRequest, *, stream: bool) -> bytes:
         body = request.model_dump(exclude_none=True, exclude={"moe", "stream", "stream_options"})
         body["model"] = self.upstream_model
+        prompt = self.options.system_prompt
+        if prompt and not any(m["role"] in ("system", "developer") for m in body["messages"]):
+            body["messages"].insert(0, {"role": "system", "content": prompt})
         if stream:
             body["stream"] = True
             if self.options.stream_usage:
