@@ -201,7 +201,13 @@ class MoE:
                 confidence=1.0,
                 rationale=f"the request named expert {target!r} in {how}",
             )
-        decision = await self.gate.route(request, self.experts.cards(), self.trackers)
+        try:
+            decision = await self.gate.route(request, self.experts.cards(), self.trackers)
+        except MoEError:
+            raise
+        except Exception as exc:
+            log.exception("gate.failed", gate=self.gate.name)
+            raise GateError(f"gate {self.gate.name!r} failed: {type(exc).__name__}: {exc}") from exc
         unknown = [name for name in (*decision.experts, *decision.fallbacks) if name not in self]
         if unknown:
             raise GateError(f"gate {self.gate.name!r} chose unknown expert(s) {unknown}")

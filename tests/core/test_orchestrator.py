@@ -56,6 +56,11 @@ class RogueGate(Gate):
         return RoutingDecision(experts=["nobody"], rationale="bug")
 
 
+class CrashingGate(Gate):
+    async def route(self, request, experts, signals) -> RoutingDecision:
+        raise ZeroDivisionError("a bug in the gate")
+
+
 class TestPlugin:
     @hookimpl
     def moe_register_trackers(self, register):
@@ -66,6 +71,7 @@ class TestPlugin:
     def moe_register_gates(self, register):
         register("tuned", TunedGate)
         register("rogue", RogueGate)
+        register("crashing", CrashingGate)
 
 
 def build(config: dict) -> MoE:
@@ -230,6 +236,24 @@ async def test_gate_overrides_apply_only_where_the_caller_left_a_value_unset():
     assert own.result.content == "one two three"
     assert tuned.metadata.overrides == {"temperature": 0.1, "max_tokens": 2}
     assert tuned.metadata.confidence == 0.42 and tuned.metadata.runner_up == "a"
+
+
+async def test_a_gate_that_crashes_is_a_gate_error_and_trackers_hear_of_it():
+    RecordingTracker.seen = []
+    moe = build(
+        {
+            "experts": {"a": {"kind": "echo"}},
+            "gate": {"kind": "crashing"},
+            "trackers": {"rec": {"kind": "recording"}},
+        }
+    )
+    async with moe:
+        with pytest.raises(GateError, match="gate 'crashing' failed: ZeroDivisionError"):
+            await moe.complete(user("hi"))
+        assert (await moe.complete(user("hi", model="a"))).result.content == "hi"
+    finished = [e for e in RecordingTracker.seen if isinstance(e, RequestFinished)]
+    assert [e.ok for e in finished] == [False, True]
+    assert finished[0].error_code == "gate_error"
 
 
 async def test_a_gate_that_picks_an_unknown_expert_is_a_clear_error():
