@@ -5,6 +5,7 @@ from __future__ import annotations
 from moe_core.builtins.admin import AdminFrontend
 from moe_core.builtins.fixed import FixedGate, FixedGateOptions
 from moe_core.builtins.memory import MemoryTracker, MemoryTrackerOptions
+from moe_core.builtins.parallel import ConcatCombiner, FirstSuccessCombiner, ParallelOptions
 from moe_core.builtins.single import SingleCombiner, SingleCombinerOptions
 from moe_core.plugins import Register, hookimpl
 
@@ -17,6 +18,8 @@ def moe_register_gates(register: Register) -> None:
 @hookimpl
 def moe_register_combiners(register: Register) -> None:
     register("single", SingleCombiner, options=SingleCombinerOptions)
+    register("first-success", FirstSuccessCombiner, options=ParallelOptions)
+    register("concat", ConcatCombiner, options=ParallelOptions)
 
 
 @hookimpl

@@ -1,0 +1,154 @@
+"""Combiners that call several experts at once: ``first-success`` and ``concat``.
+
+Both take their experts from the routing decision (the chosen experts, then its fallbacks), or
+from ``experts`` in their options when set; both bound the whole call with ``deadline_s`` and
+report every expert that failed in ``moe_metadata.fallbacks``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+
+from pydantic import Field
+
+from moe_core.errors import ExpertTimeout, MoEError
+from moe_core.models import Delta, ExpertCard, ExpertResult
+from moe_core.parts import Combiner, require_known_experts
+from moe_core.plugins import Options
+from moe_core.run import Run
+
+
+class ParallelOptions(Options):
+    experts: list[str] = Field(
+        default_factory=list, description="Experts to call; default: the decision's"
+    )
+    deadline_s: float | None = Field(None, gt=0, description="Limit for the whole combination")
+
+
+class _Parallel(Combiner):
+    options: ParallelOptions
+
+    def check_experts(self, experts: Mapping[str, ExpertCard]) -> None:
+        named = {f"experts[{i}]": name for i, name in enumerate(self.options.experts)}
+        require_known_experts(experts, "combiner", named)
+
+    def experts(self, run: Run) -> list[str]:
+        if self.options.experts:
+            return list(self.options.experts)
+        return list(dict.fromkeys([*run.decision.experts, *run.decision.fallbacks]))
+
+    def _deadline(self) -> asyncio.Timeout:
+        return asyncio.timeout(self.options.deadline_s)
+
+    def _deadline_error(self) -> ExpertTimeout:
+        return ExpertTimeout(
+            f"{self.name}: no answer within the {self.options.deadline_s} s deadline"
+        )
+
+
+def _failed(run: Run, errors: list[tuple[str, MoEError]]) -> MoEError:
+    """The first failure, its message naming every expert that failed."""
+    first = errors[0][1]
+    if len(errors) > 1:
+        first.message = "every expert failed: " + "; ".join(f"{n}: {e.message}" for n, e in errors)
+    return first
+
+
+class FirstSuccessCombiner(_Parallel):
+    """Races the experts; the first good answer wins and the others are cancelled."""
+
+    async def complete(self, run: Run) -> ExpertResult:
+        pending = {asyncio.create_task(run.call(name)): name for name in self.experts(run)}
+        errors: list[tuple[str, MoEError]] = []
+        try:
+            async with self._deadline():
+                while pending:
+                    done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        name = pending.pop(task)
+                        error = task.exception()
+                        if error is None:
+                            return task.result()
+                        assert isinstance(error, MoEError)  # Run.call wraps everything else
+                        run.record_fallback(name, error)
+                        errors.append((name, error))
+        except TimeoutError:
+            raise self._deadline_error() from None
+        finally:
+            await _cancel(pending)
+        raise _failed(run, errors)
+
+    async def stream(self, run: Run) -> AsyncIterator[Delta]:
+        """The first expert to produce a chunk streams the answer; the rest are closed."""
+        streams = {name: run.stream(name) for name in self.experts(run)}
+        pending = {asyncio.create_task(anext(stream)): name for name, stream in streams.items()}
+        errors: list[tuple[str, MoEError]] = []
+        winner: str | None = None
+        first: Delta | None = None
+        try:
+            async with self._deadline():
+                while pending and winner is None:
+                    done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        name = pending.pop(task)
+                        error = task.exception()
+                        if error is None and winner is None:
+                            winner, first = name, task.result()
+                        elif isinstance(error, MoEError):
+                            run.record_fallback(name, error)
+                            errors.append((name, error))
+                        elif isinstance(error, StopAsyncIteration) and winner is None:
+                            winner, first = name, None
+        except TimeoutError:
+            raise self._deadline_error() from None
+        finally:
+            await _cancel(pending)
+            for name, stream in streams.items():
+                if name != winner:
+                    await stream.aclose()
+        if winner is None:
+            raise _failed(run, errors)
+        async with contextlib.aclosing(streams[winner]) as rest:
+            if first is not None:
+                yield first
+                async for delta in rest:
+                    yield delta
+
+
+class ConcatCombiner(_Parallel):
+    """Asks every expert at once and returns all their answers, each under its name."""
+
+    async def complete(self, run: Run) -> ExpertResult:
+        names = self.experts(run)
+        try:
+            async with self._deadline():
+                results = await asyncio.gather(
+                    *(run.call(name) for name in names), return_exceptions=True
+                )
+        except TimeoutError:
+            raise self._deadline_error() from None
+        sections, errors = [], []
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, MoEError):
+                run.record_fallback(name, result)
+                errors.append((name, result))
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                sections.append(f"**{name}**:\n{result.content.strip()}")
+        if not sections:
+            raise _failed(run, errors)
+        return ExpertResult(
+            content="\n\n".join(sections),
+            finish_reason="stop",
+            usage=run.usage,
+            model="+".join(run.experts_used),
+        )
+
+
+async def _cancel(tasks: Mapping[asyncio.Task, str]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
