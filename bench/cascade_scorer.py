@@ -1,0 +1,191 @@
+"""Offline quality of a cascade's escalation scorer on GSM8K (``make bench-combiners``).
+
+A cascade answers with a cheap model first and escalates to a strong one when a scorer, which
+sees the question and the cheap model's answer, says the answer is probably wrong. This measures
+such a scorer on RouteLLM's published answers of Mixtral-8x7B (weak) and GPT-4 (strong) to the
+GSM8K test set (``../shared/data/routellm/gsm8k``), contaminated prompts dropped:
+
+- features of the weak answer: TF-IDF of its words, whether its calculator annotations
+  (``<<6*4=24>>``) are arithmetically right, whether it reaches a ``#### <number>`` answer and
+  whether that number is a whole number, hedging and self-correction words, lengths and counts;
+- a logistic regression, trained and scored with 5-fold cross-validation on fixed folds (every
+  prompt is scored by a model that never saw it);
+- the escalation share swept from 0% to 100%; APGR is the area under the performance-gap-
+  recovered curve (always-weak 0, always-strong 1), printed beside random and oracle routing.
+
+The cascade combiner that will use this scorer is not built yet; this measures the scorer alone.
+Writes ``bench/results/cascade_scorer.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "routellm" / "gsm8k"
+RESULTS = Path(__file__).parent / "results" / "cascade_scorer.json"
+PUBLISHED_BEST = 0.622  # RouteLLM's best prompt-only router on GSM8K (arXiv 2406.18665)
+CALCULATION = re.compile(r"<<([^=<>]+)=([^<>]+)>>")
+FINAL = re.compile(r"####\s*\$?\s*([-\d.,/]+)")
+HEDGES = re.compile(
+    r"\b(however|but|actually|approximately|assum\w*|round\w*|cannot|can't|not possible|wait|"
+    r"mistake|correct\w*|instead|unclear|impossible)\b"
+)
+SAFE_ARITHMETIC = re.compile(r"^[\d\s.+\-*/()%]+$")
+
+
+def load(data: Path) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    contaminated = {
+        json.loads(line)["eval_prompt"]
+        for line in (data / "contaminated_prompts.jsonl").read_text().splitlines()
+        if line.strip()
+    }
+    with (data / "gsm8k_responses.csv").open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["prompt"] not in contaminated]
+    weak_name, strong_name = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
+    return (
+        [row["prompt"] for row in rows],
+        [row[f"{weak_name}_response"] for row in rows],
+        np.array([row[weak_name] == "True" for row in rows]),
+        np.array([row[strong_name] == "True" for row in rows]),
+    )
+
+
+def wrong_calculations(answer: str) -> tuple[int, int]:
+    """How many ``<<expr=value>>`` annotations there are and how many do not add up."""
+    calls = CALCULATION.findall(answer)
+    wrong = 0
+    for expression, value in calls:
+        expression = expression.replace(",", "").replace("x", "*")
+        try:
+            if not SAFE_ARITHMETIC.match(expression):
+                raise ValueError(expression)
+            # Only digits and operators reach eval, checked just above.
+            computed = eval(expression, {"__builtins__": {}})
+            wrong += not math.isclose(computed, float(value.replace(",", "")), rel_tol=1e-6)
+        except (ValueError, SyntaxError, ZeroDivisionError, TypeError, OverflowError):
+            wrong += 1
+    return len(calls), wrong
+
+
+def answer_features(question: str, answer: str) -> list[float]:
+    calls, wrong = wrong_calculations(answer)
+    final = FINAL.search(answer)
+    try:
+        value = float(final.group(1).replace(",", "")) if final else math.nan
+    except ValueError:
+        value = math.nan
+    return [
+        math.log1p(len(answer)),
+        answer.count("\n"),
+        calls,
+        wrong,
+        float(wrong > 0),
+        float(final is not None),
+        float(not math.isnan(value) and value.is_integer()),
+        float(not math.isnan(value) and value < 0),
+        len(HEDGES.findall(answer.lower())),
+        math.log1p(len(question)),
+        len(re.findall(r"\d+(?:\.\d+)?", question)),
+        len(re.findall(r"\d+(?:\.\d+)?", answer)),
+        0.0 if math.isnan(value) else math.log1p(abs(value)),
+    ]
+
+
+def cross_validated_scores(
+    questions: list[str], answers: list[str], wrong: np.ndarray, folds: int
+) -> np.ndarray:
+    import scipy.sparse as sparse
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import KFold
+    from sklearn.preprocessing import StandardScaler
+
+    handmade = np.array([answer_features(q, a) for q, a in zip(questions, answers, strict=True)])
+    texts = np.array(answers, dtype=object)
+    scores = np.zeros(len(answers))
+    for train, test in KFold(folds, shuffle=True, random_state=0).split(texts):
+        words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)
+        scale = StandardScaler().fit(handmade[train])
+        fitted = sparse.hstack(
+            [words.fit_transform(texts[train]), scale.transform(handmade[train])]
+        )
+        held_out = sparse.hstack([words.transform(texts[test]), scale.transform(handmade[test])])
+        model = LogisticRegression(C=0.5, max_iter=5000).fit(fitted.tocsr(), wrong[train])
+        scores[test] = model.predict_proba(held_out.tocsr())[:, 1]
+    return scores
+
+
+def apgr(escalate_first: np.ndarray, weak: np.ndarray, strong: np.ndarray) -> float:
+    """Area under the performance-gap-recovered curve as escalation goes from 0% to 100%."""
+    order = np.argsort(-escalate_first, kind="stable")
+    gain = (strong.astype(float) - weak.astype(float))[order]
+    quality = (weak.sum() + np.concatenate([[0.0], np.cumsum(gain)])) / len(weak)
+    recovered = (quality - weak.mean()) / (strong.mean() - weak.mean())
+    return float(np.trapezoid(recovered, dx=1 / len(weak)))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if not (args.data / "gsm8k_responses.csv").is_file():
+        print(f"cascade_scorer: no GSM8K data at {args.data}", file=sys.stderr)
+        return 2
+    questions, answers, weak, strong = load(args.data)
+    scores = cross_validated_scores(questions, answers, ~weak, args.folds)
+    random = float(
+        np.mean(
+            [
+                apgr(np.random.default_rng(seed).random(len(weak)), weak, strong)
+                for seed in range(100)
+            ]
+        )
+    )
+    oracle = apgr((~weak & strong) * 2.0 + (~weak), weak, strong)
+    ours = apgr(scores, weak, strong)
+    report = {
+        "prompts": len(weak),
+        "weak_accuracy": round(float(weak.mean()), 4),
+        "strong_accuracy": round(float(strong.mean()), 4),
+        "folds": args.folds,
+        "apgr": {
+            "scorer": round(ours, 4),
+            "random": round(random, 4),
+            "oracle": round(oracle, 4),
+            "published_best": PUBLISHED_BEST,
+        },
+        "bar": {
+            "bar": f"scorer APGR > {PUBLISHED_BEST}",
+            "value": round(ours, 4),
+            "result": "PASS" if ours > PUBLISHED_BEST else "FAIL",
+        },
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    print(
+        f"GSM8K, {len(weak)} prompts (contaminated dropped); weak {weak.mean():.3f}, "
+        f"strong {strong.mean():.3f} accurate"
+    )
+    print(
+        f"APGR  escalation scorer ({args.folds}-fold CV) {ours:.3f}   random {random:.3f}   "
+        f"oracle {oracle:.3f}   published best {PUBLISHED_BEST}"
+    )
+    print(f"  {report['bar']['result']}  {report['bar']['bar']}  (measured: {ours:.3f})")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
