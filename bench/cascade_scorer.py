@@ -13,7 +13,8 @@ GSM8K test set (``../shared/data/routellm/gsm8k``), contaminated prompts dropped
 - the escalation share swept from 0% to 100%; APGR is the area under the performance-gap-
   recovered curve (always-weak 0, always-strong 1), printed beside random and oracle routing.
 
-The cascade combiner that will use this scorer is not built yet; this measures the scorer alone.
+The ``cascade`` combiner's built-in ``answer-check`` scorer uses the same signals with fixed
+weights and no training; this measures what learning their weights (and the answer's words) gives.
 Writes ``bench/results/cascade_scorer.json``.
 """
 
@@ -30,16 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
+from moe_core.builtins.cascade import HEDGES, UNSURE, answer_check, wrong_calculations
+from moe_core.models import ExpertResult
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "routellm" / "gsm8k"
 RESULTS = Path(__file__).parent / "results" / "cascade_scorer.json"
 PUBLISHED_BEST = 0.622  # RouteLLM's best prompt-only router on GSM8K (arXiv 2406.18665)
-CALCULATION = re.compile(r"<<([^=<>]+)=([^<>]+)>>")
 FINAL = re.compile(r"####\s*\$?\s*([-\d.,/]+)")
-HEDGES = re.compile(
-    r"\b(however|but|actually|approximately|assum\w*|round\w*|cannot|can't|not possible|wait|"
-    r"mistake|correct\w*|instead|unclear|impossible)\b"
-)
-SAFE_ARITHMETIC = re.compile(r"^[\d\s.+\-*/()%]+$")
 
 
 def load(data: Path) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
@@ -59,23 +57,6 @@ def load(data: Path) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
     )
 
 
-def wrong_calculations(answer: str) -> tuple[int, int]:
-    """How many ``<<expr=value>>`` annotations there are and how many do not add up."""
-    calls = CALCULATION.findall(answer)
-    wrong = 0
-    for expression, value in calls:
-        expression = expression.replace(",", "").replace("x", "*")
-        try:
-            if not SAFE_ARITHMETIC.match(expression):
-                raise ValueError(expression)
-            # Only digits and operators reach eval, checked just above.
-            computed = eval(expression, {"__builtins__": {}})
-            wrong += not math.isclose(computed, float(value.replace(",", "")), rel_tol=1e-6)
-        except (ValueError, SyntaxError, ZeroDivisionError, TypeError, OverflowError):
-            wrong += 1
-    return len(calls), wrong
-
-
 def answer_features(question: str, answer: str) -> list[float]:
     calls, wrong = wrong_calculations(answer)
     final = FINAL.search(answer)
@@ -93,6 +74,7 @@ def answer_features(question: str, answer: str) -> list[float]:
         float(not math.isnan(value) and value.is_integer()),
         float(not math.isnan(value) and value < 0),
         len(HEDGES.findall(answer.lower())),
+        float(bool(UNSURE.search(answer.lower()))),
         math.log1p(len(question)),
         len(re.findall(r"\d+(?:\.\d+)?", question)),
         len(re.findall(r"\d+(?:\.\d+)?", answer)),
@@ -154,6 +136,9 @@ def main() -> int:
     )
     oracle = apgr((~weak & strong) * 2.0 + (~weak), weak, strong)
     ours = apgr(scores, weak, strong)
+    heuristic = apgr(
+        np.array([answer_check(ExpertResult(content=a)) for a in answers]), weak, strong
+    )
     report = {
         "prompts": len(weak),
         "weak_accuracy": round(float(weak.mean()), 4),
@@ -161,6 +146,7 @@ def main() -> int:
         "folds": args.folds,
         "apgr": {
             "scorer": round(ours, 4),
+            "answer_check_heuristic": round(heuristic, 4),
             "random": round(random, 4),
             "oracle": round(oracle, 4),
             "published_best": PUBLISHED_BEST,
@@ -180,6 +166,7 @@ def main() -> int:
         f"APGR  escalation scorer ({args.folds}-fold CV) {ours:.3f}   random {random:.3f}   "
         f"oracle {oracle:.3f}   published best {PUBLISHED_BEST}"
     )
+    print(f"      the cascade's untrained answer-check scorer {heuristic:.3f}")
     print(f"  {report['bar']['result']}  {report['bar']['bar']}  (measured: {ours:.3f})")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -25,6 +25,7 @@ from moe_core.plugins import Options, Register, create_plugin_manager, hookimpl
 
 class EchoOptions(Options):
     prefix: str = Field("", description="Put before the echoed text.")
+    reply: str | None = Field(None, description="Answer this instead of echoing (a fake judge).")
     delay_s: float = Field(0.0, ge=0, description="Wait before answering (and between chunks).")
     fail: Literal["error", "hang"] | None = Field(None, description="Fail every call this way.")
     fail_after_chunks: int | None = Field(
@@ -53,6 +54,8 @@ class EchoExpert(Expert):
             raise RuntimeError(self.options.load_error)
 
     def _answer(self, request: ChatRequest) -> str:
+        if self.options.reply is not None:
+            return self.options.reply
         return self.options.prefix + request.last_user_text()
 
     async def _maybe_fail(self) -> None:

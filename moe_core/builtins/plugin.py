@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from moe_core.builtins.admin import AdminFrontend
+from moe_core.builtins.cascade import CascadeCombiner, CascadeOptions
 from moe_core.builtins.chain import ChainCombiner, ChainOptions
 from moe_core.builtins.fixed import FixedGate, FixedGateOptions
 from moe_core.builtins.memory import MemoryTracker, MemoryTrackerOptions
@@ -22,6 +23,7 @@ def moe_register_combiners(register: Register) -> None:
     register("first-success", FirstSuccessCombiner, options=ParallelOptions)
     register("concat", ConcatCombiner, options=ParallelOptions)
     register("chain", ChainCombiner, options=ChainOptions)
+    register("cascade", CascadeCombiner, options=CascadeOptions)
 
 
 @hookimpl

@@ -36,7 +36,7 @@ def test_builtins_register_through_the_same_hooks():
     assert info.distribution == "moe-core"
     assert info.kinds == {
         "gate": ["fixed"],
-        "combiner": ["single", "first-success", "concat", "chain"],
+        "combiner": ["single", "first-success", "concat", "chain", "cascade"],
         "tracker": ["memory"],
         "frontend": ["admin"],
     }
