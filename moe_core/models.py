@@ -232,6 +232,9 @@ class MoEMetadata(BaseModel):
     latency_ms: dict[str, float] = Field(default_factory=dict)
     total_latency_ms: float = 0.0
     fallbacks: list[FallbackRecord] = Field(default_factory=list)
+    notes: list[str] = Field(
+        default_factory=list, description="What the combiner decided and why (votes, picks)."
+    )
     cost_usd: float | None = None
     overrides: dict[str, Any] = Field(default_factory=dict)
 

@@ -315,6 +315,7 @@ class _Execution:
             latency_ms=run.latency_ms,
             total_latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
             fallbacks=run.fallbacks,
+            notes=run.notes,
             cost_usd=round(run.cost_usd, 8) if run.usage.total_tokens else None,
             overrides=decision.overrides,
         )

@@ -18,6 +18,7 @@ from moe_core.events import Event, ExpertCalled
 from moe_core.models import (
     ChatRequest,
     Delta,
+    ExpertCard,
     ExpertResult,
     FallbackRecord,
     RoutingDecision,
@@ -48,6 +49,7 @@ class Run:
         self.latency_ms: dict[str, float] = {}
         self.experts_used: list[str] = []
         self.fallbacks: list[FallbackRecord] = []
+        self.notes: list[str] = []
         self.usage = Usage()
         self.cost_usd = 0.0
 
@@ -60,6 +62,14 @@ class Run:
                 if candidate not in order:
                     order.append(candidate)
         return order
+
+    def card(self, expert: str) -> ExpertCard:
+        """An expert's card (cost, quality...), for combiners that weigh experts."""
+        return self._pool[expert].card
+
+    def note(self, text: str) -> None:
+        """Tell the caller (in ``moe_metadata.notes``) what the combiner decided and why."""
+        self.notes.append(text)
 
     def record_fallback(self, expert: str, error: Exception) -> None:
         message = error.message if isinstance(error, MoEError) else str(error)

@@ -27,7 +27,7 @@ class ParallelOptions(Options):
     deadline_s: float | None = Field(None, gt=0, description="Limit for the whole combination")
 
 
-class _Parallel(Combiner):
+class ParallelCombiner(Combiner):
     options: ParallelOptions
 
     def check_experts(self, experts: Mapping[str, ExpertCard]) -> None:
@@ -47,6 +47,30 @@ class _Parallel(Combiner):
             f"{self.name}: no answer within the {self.options.deadline_s} s deadline"
         )
 
+    async def answers(self, run: Run) -> list[tuple[str, ExpertResult]]:
+        """Every expert's answer, asked all at once; failures are recorded and tolerated as long
+        as one expert answers."""
+        names = self.experts(run)
+        try:
+            async with self._deadline():
+                results = await asyncio.gather(
+                    *(run.call(name) for name in names), return_exceptions=True
+                )
+        except TimeoutError:
+            raise self._deadline_error() from None
+        answered, errors = [], []
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, MoEError):
+                run.record_fallback(name, result)
+                errors.append((name, result))
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                answered.append((name, result))
+        if not answered:
+            raise _failed(run, errors)
+        return answered
+
 
 def _failed(run: Run, errors: list[tuple[str, MoEError]]) -> MoEError:
     """The first failure, its message naming every expert that failed."""
@@ -56,7 +80,7 @@ def _failed(run: Run, errors: list[tuple[str, MoEError]]) -> MoEError:
     return first
 
 
-class FirstSuccessCombiner(_Parallel):
+class FirstSuccessCombiner(ParallelCombiner):
     """Races the experts; the first good answer wins and the others are cancelled."""
 
     async def complete(self, run: Run) -> ExpertResult:
@@ -117,29 +141,13 @@ class FirstSuccessCombiner(_Parallel):
                     yield delta
 
 
-class ConcatCombiner(_Parallel):
+class ConcatCombiner(ParallelCombiner):
     """Asks every expert at once and returns all their answers, each under its name."""
 
     async def complete(self, run: Run) -> ExpertResult:
-        names = self.experts(run)
-        try:
-            async with self._deadline():
-                results = await asyncio.gather(
-                    *(run.call(name) for name in names), return_exceptions=True
-                )
-        except TimeoutError:
-            raise self._deadline_error() from None
-        sections, errors = [], []
-        for name, result in zip(names, results, strict=True):
-            if isinstance(result, MoEError):
-                run.record_fallback(name, result)
-                errors.append((name, result))
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                sections.append(f"**{name}**:\n{result.content.strip()}")
-        if not sections:
-            raise _failed(run, errors)
+        sections = [
+            f"**{name}**:\n{answer.content.strip()}" for name, answer in await self.answers(run)
+        ]
         return ExpertResult(
             content="\n\n".join(sections),
             finish_reason="stop",

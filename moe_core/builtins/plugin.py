@@ -5,6 +5,13 @@ from __future__ import annotations
 from moe_core.builtins.admin import AdminFrontend
 from moe_core.builtins.cascade import CascadeCombiner, CascadeOptions
 from moe_core.builtins.chain import ChainCombiner, ChainOptions
+from moe_core.builtins.consensus import (
+    JudgeCombiner,
+    JudgeOptions,
+    QualityWeightedCombiner,
+    VoteCombiner,
+    VoteOptions,
+)
 from moe_core.builtins.fixed import FixedGate, FixedGateOptions
 from moe_core.builtins.memory import MemoryTracker, MemoryTrackerOptions
 from moe_core.builtins.parallel import ConcatCombiner, FirstSuccessCombiner, ParallelOptions
@@ -24,6 +31,9 @@ def moe_register_combiners(register: Register) -> None:
     register("concat", ConcatCombiner, options=ParallelOptions)
     register("chain", ChainCombiner, options=ChainOptions)
     register("cascade", CascadeCombiner, options=CascadeOptions)
+    register("parallel-vote", VoteCombiner, options=VoteOptions)
+    register("quality-weighted", QualityWeightedCombiner, options=VoteOptions)
+    register("judge", JudgeCombiner, options=JudgeOptions)
 
 
 @hookimpl

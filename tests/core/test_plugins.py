@@ -36,7 +36,16 @@ def test_builtins_register_through_the_same_hooks():
     assert info.distribution == "moe-core"
     assert info.kinds == {
         "gate": ["fixed"],
-        "combiner": ["single", "first-success", "concat", "chain", "cascade"],
+        "combiner": [
+            "single",
+            "first-success",
+            "concat",
+            "chain",
+            "cascade",
+            "parallel-vote",
+            "quality-weighted",
+            "judge",
+        ],
         "tracker": ["memory"],
         "frontend": ["admin"],
     }
