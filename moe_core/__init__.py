@@ -7,6 +7,7 @@ from moe_core.appkeys import MOE_KEY
 from moe_core.config import MoEConfig, load_config
 from moe_core.errors import (
     AuthenticationFailed,
+    BudgetExceeded,
     ConfigError,
     ExpertFailed,
     ExpertTimeout,
@@ -41,6 +42,7 @@ from moe_core.run import Run
 __all__ = [
     "MOE_KEY",
     "AuthenticationFailed",
+    "BudgetExceeded",
     "ChatMessage",
     "ChatRequest",
     "Combiner",

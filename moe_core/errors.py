@@ -85,6 +85,14 @@ class UnsupportedMediaType(MoEError):
     code = "unsupported_media_type"
 
 
+class BudgetExceeded(MoEError):
+    """A call would take the request past its ``moe.budget_usd``, so it was not started."""
+
+    status = 402
+    type = "budget_error"
+    code = "budget_exceeded"
+
+
 class RateLimited(MoEError):
     status = 429
     type = "rate_limit_error"

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 
-from moe_core.errors import ExpertFailed, ExpertTimeout, MoEError
+from moe_core.errors import BudgetExceeded, ExpertFailed, ExpertTimeout, MoEError
 from moe_core.events import Event, ExpertCalled
 from moe_core.models import (
     ChatRequest,
@@ -90,6 +90,7 @@ class Run:
         slot = self._pool[expert]
         slot.check_ready()
         prepared = self.prepare(request)
+        self._check_budget(slot, prepared)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(slot.timeout_s):
@@ -110,6 +111,7 @@ class Run:
         slot = self._pool[expert]
         slot.check_ready()
         prepared = self.prepare(request)
+        self._check_budget(slot, prepared)
         started = time.perf_counter()
         usage: Usage | None = None
         try:
@@ -135,6 +137,26 @@ class Run:
                 raise
             raise error from exc
         await self._record(slot, started, streamed=True, usage=usage, error=None)
+
+    def _check_budget(self, slot: ExpertSlot, request: ChatRequest) -> None:
+        """Refuse to start a call whose worst case would take the request past its budget.
+
+        The prompt is estimated at four characters a token; the answer at the request's token
+        limit, else the expert's, else 1,024 tokens. Spent money comes from reported usage."""
+        budget = self.request.hints.budget_usd
+        card = slot.card
+        if budget is None or not (card.cost_per_1k_input or card.cost_per_1k_output):
+            return
+        prompt_tokens = sum(len(message.text()) for message in request.messages) / 4
+        answer_tokens = request.output_limit or card.max_output_tokens or 1024
+        worst = (
+            prompt_tokens * card.cost_per_1k_input + answer_tokens * card.cost_per_1k_output
+        ) / 1000
+        if self.cost_usd + worst > budget:
+            raise BudgetExceeded(
+                f"expert {slot.name!r} not called: up to ${worst:.6f} more would pass the "
+                f"request's budget of ${budget:.6f} (${self.cost_usd:.6f} spent)"
+            )
 
     async def _record(
         self,

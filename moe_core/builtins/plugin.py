@@ -14,6 +14,7 @@ from moe_core.builtins.consensus import (
 )
 from moe_core.builtins.fixed import FixedGate, FixedGateOptions
 from moe_core.builtins.memory import MemoryTracker, MemoryTrackerOptions
+from moe_core.builtins.mixture import MixtureOfAgentsCombiner, MixtureOptions
 from moe_core.builtins.parallel import ConcatCombiner, FirstSuccessCombiner, ParallelOptions
 from moe_core.builtins.single import SingleCombiner, SingleCombinerOptions
 from moe_core.plugins import Register, hookimpl
@@ -34,6 +35,7 @@ def moe_register_combiners(register: Register) -> None:
     register("parallel-vote", VoteCombiner, options=VoteOptions)
     register("quality-weighted", QualityWeightedCombiner, options=VoteOptions)
     register("judge", JudgeCombiner, options=JudgeOptions)
+    register("mixture-of-agents", MixtureOfAgentsCombiner, options=MixtureOptions)
 
 
 @hookimpl

@@ -298,3 +298,37 @@ async def test_a_requested_strategy_must_exist():
         with pytest.raises(InvalidRequest, match="strategy 'vote' is not available") as caught:
             await moe.complete(user("hi", moe={"strategy": "vote"}))
     assert caught.value.param == "moe.strategy"
+
+
+async def test_a_call_that_would_exceed_the_budget_is_not_started():
+    from moe_core import BudgetExceeded
+
+    moe = build(
+        {
+            "experts": {
+                "pricey": {
+                    "kind": "echo",
+                    "prefix": "pricey: ",
+                    "fallbacks": ["cheap"],
+                    "card": {"cost_per_1k_input": 10.0, "cost_per_1k_output": 30.0},
+                },
+                "cheap": {
+                    "kind": "echo",
+                    "prefix": "cheap: ",
+                    "card": {"cost_per_1k_input": 0.01, "cost_per_1k_output": 0.02},
+                },
+            }
+        }
+    )
+    async with moe:
+        within = await moe.complete(user("hi", max_tokens=100, moe={"budget_usd": 0.01}))
+        assert within.result.content == "cheap: hi"
+        assert "would pass the request's budget" in within.metadata.fallbacks[0].error
+        assert moe.experts["pricey"].expert.calls == 0  # never started
+        with pytest.raises(BudgetExceeded) as caught:
+            await moe.complete(
+                user("hi", model="cheap", max_tokens=100, moe={"budget_usd": 0.000001})
+            )
+        assert caught.value.status == 402
+        unlimited = await moe.complete(user("hi", max_tokens=100))
+        assert unlimited.result.content == "pricey: hi"

@@ -45,6 +45,7 @@ def test_builtins_register_through_the_same_hooks():
             "parallel-vote",
             "quality-weighted",
             "judge",
+            "mixture-of-agents",
         ],
         "tracker": ["memory"],
         "frontend": ["admin"],
