@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
+
+from results_io import write_results
 
 from moe_core.testing import make_moe
 
@@ -103,8 +103,6 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     report = asyncio.run(run(args))
-    report["machine"] = {"cpu_count": os.cpu_count(), "python": platform.python_version()}
-    report["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     seq, con = report["sequential"], report["concurrent"]
     print(f"sequential: {seq['tokens']} tokens in {seq['seconds']} s = {seq['tokens_per_s']} tok/s")
     print(
@@ -113,9 +111,7 @@ def main() -> int:
     )
     for bar in report["bars"]:
         print(f"  {bar['result']:4}  {bar['bar']}  (measured: {bar['value']})")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(report, args.out)
     return 0
 
 

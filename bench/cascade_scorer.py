@@ -26,10 +26,10 @@ import json
 import math
 import re
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from results_io import write_results
 
 from moe_core.builtins.cascade import HEDGES, UNSURE, answer_check, wrong_calculations
 from moe_core.models import ExpertResult
@@ -156,7 +156,6 @@ def main() -> int:
             "value": round(ours, 4),
             "result": "PASS" if ours > PUBLISHED_BEST else "FAIL",
         },
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     print(
         f"GSM8K, {len(weak)} prompts (contaminated dropped); weak {weak.mean():.3f}, "
@@ -168,9 +167,7 @@ def main() -> int:
     )
     print(f"      the cascade's untrained answer-check scorer {heuristic:.3f}")
     print(f"  {report['bar']['result']}  {report['bar']['bar']}  (measured: {ours:.3f})")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(report, args.out)
     return 0
 
 

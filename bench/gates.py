@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
+
+from results_io import write_results
 
 from moe_core.models import ChatRequest
 from moe_core.testing import make_moe
@@ -132,11 +132,8 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     report = asyncio.run(main_async(args))
-    report["machine"] = {"cpu_count": os.cpu_count(), "python": platform.python_version()}
-    report["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    print()
+    write_results(report, args.out)
     return 0
 
 
