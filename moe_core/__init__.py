@@ -36,7 +36,7 @@ from moe_core.models import (
 )
 from moe_core.orchestrator import MoE, MoEStream
 from moe_core.parts import Combiner, Expert, Frontend, Gate, Tracker, require_known_experts
-from moe_core.plugins import Options, Register, create_plugin_manager, hookimpl
+from moe_core.plugins import CombinerOptions, Options, Register, create_plugin_manager, hookimpl
 from moe_core.run import Run
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "ChatMessage",
     "ChatRequest",
     "Combiner",
+    "CombinerOptions",
     "ConfigError",
     "Delta",
     "Expert",

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -23,6 +24,7 @@ from pydantic import ValidationError
 from moe_core.config import InstanceConfig, MoEConfig, load_config
 from moe_core.errors import (
     ConfigError,
+    ExpertTimeout,
     GateError,
     InvalidRequest,
     ModelNotFound,
@@ -242,7 +244,12 @@ class MoE:
         """Route and answer a request in one piece."""
         execution = await self._begin(request, request_id)
         try:
-            result = await execution.combiner.complete(execution.run)
+            async with asyncio.timeout(execution.deadline_s):
+                result = await execution.combiner.complete(execution.run)
+        except TimeoutError:
+            error = execution.deadline_error()
+            await execution.fail(error)
+            raise error from None
         except MoEError as exc:
             await execution.fail(exc)
             raise
@@ -299,6 +306,13 @@ class _Execution:
         self.started = started
         self.id = f"chatcmpl-{run.request_id}"
         self.created = int(time.time())
+        self.deadline_s: float | None = getattr(combiner.options, "deadline_s", None)
+
+    def deadline_error(self) -> ExpertTimeout:
+        return ExpertTimeout(
+            f"combiner {self.combiner.name!r}: no complete answer within its "
+            f"{self.deadline_s} s deadline"
+        )
 
     def metadata(self) -> MoEMetadata:
         run, decision = self.run, self.run.decision
@@ -371,9 +385,21 @@ class MoEStream:
 
     async def _generate(self) -> AsyncIterator[Delta]:
         execution = self._execution
+        deadline = execution.deadline_s
+        ends_at = None if deadline is None else asyncio.get_running_loop().time() + deadline
         try:
             async with aclosing(execution.combiner.stream(execution.run)) as deltas:
-                async for delta in deltas:
+                iterator = aiter(deltas)
+                while True:
+                    # The deadline covers each wait for the next delta, never the caller's time
+                    # between them (a timeout must not span a yield).
+                    try:
+                        async with asyncio.timeout_at(ends_at):
+                            delta = await anext(iterator)
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError:
+                        raise execution.deadline_error() from None
                     yield delta
         except MoEError as exc:
             await execution.fail(exc)

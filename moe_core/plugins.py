@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import pluggy
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from moe_core import hookspecs
 from moe_core.errors import PluginError
@@ -34,6 +34,15 @@ class Options(BaseModel):
     """Base for a kind's options: unknown keys are errors, so a typo in config never goes unseen."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class CombinerOptions(Options):
+    """What every combiner takes: the gateway enforces ``deadline_s`` around the whole answer,
+    so no combiner has to."""
+
+    deadline_s: float | None = Field(
+        None, gt=0, description="Limit for the whole answer, every expert call included"
+    )
 
 
 class Register(Protocol):

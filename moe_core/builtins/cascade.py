@@ -28,7 +28,7 @@ from pydantic import Field, model_validator
 from moe_core.errors import MoEError
 from moe_core.models import ChatRequest, Delta, ExpertCard, ExpertResult
 from moe_core.parts import Combiner, require_known_experts
-from moe_core.plugins import Options
+from moe_core.plugins import CombinerOptions
 from moe_core.run import Run
 
 CALCULATION = re.compile(r"<<([^=<>]+)=([^<>]+)>>")
@@ -96,7 +96,7 @@ def judge_confidence(reply: str) -> float | None:
     return None
 
 
-class CascadeOptions(Options):
+class CascadeOptions(CombinerOptions):
     experts: list[str] = Field(
         default_factory=list, description="Cheapest first; default: the decision's, then fallbacks"
     )

@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from moe_core.errors import MoEError
 from moe_core.models import ChatMessage, ChatRequest, Delta, ExpertCard, ExpertResult
 from moe_core.parts import Combiner, require_known_experts
-from moe_core.plugins import Options
+from moe_core.plugins import CombinerOptions, Options
 from moe_core.run import Run
 
 REASONER_PROMPT = (
@@ -41,7 +41,7 @@ class ChainStage(Options):
     )
 
 
-class ChainOptions(Options):
+class ChainOptions(CombinerOptions):
     stages: list[ChainStage] = Field(default_factory=list)
     preset: Literal["reasoning-execution"] | None = None
     reasoner: str | None = Field(None, description="reasoning-execution: the thinking expert")

@@ -16,7 +16,7 @@ from pydantic import Field
 from moe_core.errors import MoEError
 from moe_core.models import ChatMessage, ChatRequest, Delta, ExpertCard, ExpertResult
 from moe_core.parts import Combiner, require_known_experts
-from moe_core.plugins import Options
+from moe_core.plugins import CombinerOptions
 from moe_core.run import Run
 
 PROPOSER_PROMPT = (
@@ -30,7 +30,7 @@ AGGREGATOR_PROMPT = (
 )
 
 
-class MixtureOptions(Options):
+class MixtureOptions(CombinerOptions):
     layers: list[list[str]] = Field(min_length=1, description="Proposer experts, layer by layer")
     aggregator: str = Field(description="The expert that writes the final answer")
 

@@ -1,8 +1,8 @@
 """Combiners that call several experts at once: ``first-success`` and ``concat``.
 
 Both take their experts from the routing decision (the chosen experts, then its fallbacks), or
-from ``experts`` in their options when set; both bound the whole call with ``deadline_s`` and
-report every expert that failed in ``moe_metadata.fallbacks``.
+from ``experts`` in their options when set, and report every expert that failed in
+``moe_metadata.fallbacks``.
 """
 
 from __future__ import annotations
@@ -13,18 +13,17 @@ from collections.abc import AsyncIterator, Mapping
 
 from pydantic import Field
 
-from moe_core.errors import ExpertTimeout, MoEError
+from moe_core.errors import MoEError
 from moe_core.models import Delta, ExpertCard, ExpertResult
 from moe_core.parts import Combiner, require_known_experts
-from moe_core.plugins import Options
+from moe_core.plugins import CombinerOptions
 from moe_core.run import Run
 
 
-class ParallelOptions(Options):
+class ParallelOptions(CombinerOptions):
     experts: list[str] = Field(
         default_factory=list, description="Experts to call; default: the decision's"
     )
-    deadline_s: float | None = Field(None, gt=0, description="Limit for the whole combination")
 
 
 class ParallelCombiner(Combiner):
@@ -39,25 +38,11 @@ class ParallelCombiner(Combiner):
             return list(self.options.experts)
         return list(dict.fromkeys([*run.decision.experts, *run.decision.fallbacks]))
 
-    def _deadline(self) -> asyncio.Timeout:
-        return asyncio.timeout(self.options.deadline_s)
-
-    def _deadline_error(self) -> ExpertTimeout:
-        return ExpertTimeout(
-            f"{self.name}: no answer within the {self.options.deadline_s} s deadline"
-        )
-
     async def answers(self, run: Run) -> list[tuple[str, ExpertResult]]:
         """Every expert's answer, asked all at once; failures are recorded and tolerated as long
         as one expert answers."""
         names = self.experts(run)
-        try:
-            async with self._deadline():
-                results = await asyncio.gather(
-                    *(run.call(name) for name in names), return_exceptions=True
-                )
-        except TimeoutError:
-            raise self._deadline_error() from None
+        results = await asyncio.gather(*(run.call(name) for name in names), return_exceptions=True)
         answered, errors = [], []
         for name, result in zip(names, results, strict=True):
             if isinstance(result, MoEError):
@@ -87,19 +72,16 @@ class FirstSuccessCombiner(ParallelCombiner):
         pending = {asyncio.create_task(run.call(name)): name for name in self.experts(run)}
         errors: list[tuple[str, MoEError]] = []
         try:
-            async with self._deadline():
-                while pending:
-                    done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                    for task in done:
-                        name = pending.pop(task)
-                        error = task.exception()
-                        if error is None:
-                            return task.result()
-                        assert isinstance(error, MoEError)  # Run.call wraps everything else
-                        run.record_fallback(name, error)
-                        errors.append((name, error))
-        except TimeoutError:
-            raise self._deadline_error() from None
+            while pending:
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    name = pending.pop(task)
+                    error = task.exception()
+                    if error is None:
+                        return task.result()
+                    assert isinstance(error, MoEError)  # Run.call wraps everything else
+                    run.record_fallback(name, error)
+                    errors.append((name, error))
         finally:
             await _cancel(pending)
         raise _failed(run, errors)
@@ -112,21 +94,18 @@ class FirstSuccessCombiner(ParallelCombiner):
         winner: str | None = None
         first: Delta | None = None
         try:
-            async with self._deadline():
-                while pending and winner is None:
-                    done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                    for task in done:
-                        name = pending.pop(task)
-                        error = task.exception()
-                        if error is None and winner is None:
-                            winner, first = name, task.result()
-                        elif isinstance(error, MoEError):
-                            run.record_fallback(name, error)
-                            errors.append((name, error))
-                        elif isinstance(error, StopAsyncIteration) and winner is None:
-                            winner, first = name, None
-        except TimeoutError:
-            raise self._deadline_error() from None
+            while pending and winner is None:
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    name = pending.pop(task)
+                    error = task.exception()
+                    if error is None and winner is None:
+                        winner, first = name, task.result()
+                    elif isinstance(error, MoEError):
+                        run.record_fallback(name, error)
+                        errors.append((name, error))
+                    elif isinstance(error, StopAsyncIteration) and winner is None:
+                        winner, first = name, None
         finally:
             await _cancel(pending)
             for name, stream in streams.items():

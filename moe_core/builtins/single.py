@@ -9,11 +9,11 @@ from pydantic import Field
 from moe_core.errors import MoEError
 from moe_core.models import Delta, ExpertResult
 from moe_core.parts import Combiner
-from moe_core.plugins import Options
+from moe_core.plugins import CombinerOptions
 from moe_core.run import Run
 
 
-class SingleCombinerOptions(Options):
+class SingleCombinerOptions(CombinerOptions):
     fallbacks: list[str] = Field(
         default_factory=list,
         description="Last-resort experts tried after the decision's and the experts' own.",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from moe_core import ChatRequest, Expert, ExpertResult, hookimpl
 from moe_core.testing import make_moe
 from tests.conftest import user
@@ -93,3 +95,23 @@ async def test_a_plain_chain_passes_each_output_on(gateway):
     client = await gateway(config, plugins=[("reader", ReaderPlugin())])
     body = await (await client.post("/v1/chat/completions", json=user("hi"))).json()
     assert body["choices"][0]["message"]["content"] == "read[Polish this: draft: hi] hi"
+
+
+async def test_every_combiner_honours_a_total_deadline():
+    """The deadline is the gateway's, so a chain gets one without writing any code for it."""
+    from moe_core import ExpertTimeout
+
+    config = {
+        "experts": {"a": {"kind": "echo", "delay_s": 0.08}, "b": {"kind": "echo", "delay_s": 0.08}},
+        "combiner": {
+            "kind": "chain",
+            "stages": [{"expert": "a"}, {"expert": "b"}],
+            "deadline_s": 0.12,
+        },
+    }
+    async with make_moe(config) as moe:
+        with pytest.raises(ExpertTimeout, match="'chain': no complete answer within its 0.12 s"):
+            await moe.complete(user("hi"))
+        with pytest.raises(ExpertTimeout, match="within its 0.12 s deadline"):
+            async for _ in await moe.open_stream(user("one two three four")):
+                pass
