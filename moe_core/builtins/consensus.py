@@ -36,6 +36,12 @@ JUDGE_PROMPT = (
 )
 
 
+def expert_quality(run: Run, expert: str) -> float:
+    """The card's quality, or a neutral 0.5 for an expert whose card does not say."""
+    quality = run.card(expert).quality
+    return DEFAULT_QUALITY if quality is None else quality
+
+
 def final_answer(text: str) -> str | None:
     """The short answer a response concludes with, normalised, if it states one."""
     for pattern in _FINAL:
@@ -86,22 +92,15 @@ class VoteCombiner(ParallelCombiner):
     options: VoteOptions
     weighted = False
 
-    def weight(self, run: Run, expert: str) -> float:
-        if not self.weighted:
-            return 1.0
-        quality = run.card(expert).quality
-        return DEFAULT_QUALITY if quality is None else quality
-
     async def complete(self, run: Run) -> ExpertResult:
         answers = await self.answers(run)
         groups = group_answers(answers, self.options.similarity)
 
         def quality(index: int) -> float:
-            value = run.card(answers[index][0]).quality
-            return DEFAULT_QUALITY if value is None else value
+            return expert_quality(run, answers[index][0])
 
         def standing(group: list[int]) -> tuple[float, float]:
-            votes = sum(self.weight(run, answers[i][0]) for i in group)
+            votes = sum(quality(i) if self.weighted else 1.0 for i in group)
             return votes, max(quality(i) for i in group)
 
         best = max(groups, key=standing)
@@ -156,7 +155,7 @@ class JudgeCombiner(ParallelCombiner):
         pick = judged_pick(verdict, len(answers))
         if pick is None:
             # A judge that rambles or fails must not fail the request: fall back to quality.
-            pick = max(range(len(answers)), key=lambda i: run.card(answers[i][0]).quality or 0)
+            pick = max(range(len(answers)), key=lambda i: expert_quality(run, answers[i][0]))
             run.note(f"{failure}; picked {answers[pick][0]}, the highest-quality expert")
         else:
             reason = verdict.split("\n")[0].strip()
