@@ -70,14 +70,17 @@ class FirstSuccessCombiner(ParallelCombiner):
 
     async def complete(self, run: Run) -> ExpertResult:
         pending = {asyncio.create_task(run.call(name)): name for name in self.experts(run)}
+        order = list(pending)
         errors: list[tuple[str, MoEError]] = []
         try:
             while pending:
                 done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
+                # Answers that arrive together go to the expert listed first.
+                for task in sorted(done, key=order.index):
                     name = pending.pop(task)
                     error = task.exception()
                     if error is None:
+                        run.note(f"{name} answered first")
                         return task.result()
                     assert isinstance(error, MoEError)  # Run.call wraps everything else
                     run.record_fallback(name, error)
@@ -90,17 +93,19 @@ class FirstSuccessCombiner(ParallelCombiner):
         """The first expert to produce a chunk streams the answer; the rest are closed."""
         streams = {name: run.stream(name) for name in self.experts(run)}
         pending = {asyncio.create_task(anext(stream)): name for name, stream in streams.items()}
+        order = list(pending)
         errors: list[tuple[str, MoEError]] = []
         winner: str | None = None
         first: Delta | None = None
         try:
             while pending and winner is None:
                 done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
+                for task in sorted(done, key=order.index):
                     name = pending.pop(task)
                     error = task.exception()
                     if error is None and winner is None:
                         winner, first = name, task.result()
+                        run.note(f"{name} streamed first")
                     elif isinstance(error, MoEError):
                         run.record_fallback(name, error)
                         errors.append((name, error))
