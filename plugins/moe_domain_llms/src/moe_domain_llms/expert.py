@@ -82,7 +82,7 @@ class HFCausalLMExpert(Expert):
             self.options.max_queue,
             self.options.torch_threads,
         )
-        self.loaded = await models.acquire(self.key, batch, label=self.name)
+        self.loaded = await models.acquire(self.key, batch)
 
     async def close(self) -> None:
         if self.loaded is not None:

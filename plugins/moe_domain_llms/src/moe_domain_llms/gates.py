@@ -51,6 +51,7 @@ class LearnedGate(Gate):
     """What both learned gates share: artefact, label-to-expert map, decision building."""
 
     kind: ClassVar[str]
+    method: ClassVar[str]  # how the rationale names the classifier
     options: LearnedGateOptions
 
     def __init__(self, name: str, options: LearnedGateOptions) -> None:
@@ -107,7 +108,20 @@ class LearnedGate(Gate):
             )
 
     def probabilities(self, text: str) -> np.ndarray:
+        """Each label's probability for one text."""
         raise NotImplementedError
+
+    async def probabilities_for(self, text: str) -> np.ndarray:
+        """The same, for the routing path; a gate whose model batches overrides this."""
+        return self.probabilities(text)
+
+    async def route(
+        self,
+        request: ChatRequest,
+        experts: Mapping[str, ExpertCard],
+        signals: Mapping[str, Tracker],
+    ) -> RoutingDecision:
+        return self.decide(await self.probabilities_for(request.last_user_text()), self.method)
 
     def decide(self, probabilities: np.ndarray, how: str) -> RoutingDecision:
         order = np.argsort(-probabilities)
@@ -181,6 +195,7 @@ class TfidfNBGate(LearnedGate):
     """TF-IDF (1-2 grams, English stop words) + multinomial Naive Bayes: the seed's baseline."""
 
     kind = "tfidf-nb"
+    method = "tf-idf naive Bayes"
 
     def bind(self, model: artefacts.Artefact) -> None:
         self.features = TfidfFeatures(model.arrays)
@@ -193,14 +208,6 @@ class TfidfNBGate(LearnedGate):
         joint = self.log_prior + weights @ self.log_prob_t[indices]
         joint = np.exp(joint - joint.max())
         return joint / joint.sum()
-
-    async def route(
-        self,
-        request: ChatRequest,
-        experts: Mapping[str, ExpertCard],
-        signals: Mapping[str, Tracker],
-    ) -> RoutingDecision:
-        return self.decide(self.probabilities(request.last_user_text()), "tf-idf naive Bayes")
 
     def train(self, output: Path | None = None, progress: bool = True) -> dict[str, Any]:
         from moe_domain_llms.training import train_tfidf_nb
@@ -215,6 +222,7 @@ class EmbeddingGate(LearnedGate):
     """all-MiniLM-L6-v2 embeddings + calibrated logistic regression, abstaining when unsure."""
 
     kind = "embedding"
+    method = "sentence-embedding classifier"
     options: EmbeddingGateOptions
 
     def __init__(self, name: str, options: EmbeddingGateOptions) -> None:
@@ -254,17 +262,9 @@ class EmbeddingGate(LearnedGate):
     def probabilities(self, text: str) -> np.ndarray:
         return self.probabilities_from(self.encoder.encode([text])[0], text)
 
-    async def route(
-        self,
-        request: ChatRequest,
-        experts: Mapping[str, ExpertCard],
-        signals: Mapping[str, Tracker],
-    ) -> RoutingDecision:
-        text = request.last_user_text()
-        embedding = await self.encoder.encode_one(text)
-        return self.decide(
-            self.probabilities_from(embedding, text), "sentence-embedding classifier"
-        )
+    async def probabilities_for(self, text: str) -> np.ndarray:
+        # Concurrent routes share the encoder's forward passes.
+        return self.probabilities_from(await self.encoder.encode_one(text), text)
 
     def train(self, output: Path | None = None, progress: bool = True) -> dict[str, Any]:
         from moe_domain_llms.training import train_embedding

@@ -56,7 +56,7 @@ _loaded: dict[ModelKey, LoadedModel] = {}
 _loading: dict[ModelKey, asyncio.Future[LoadedModel]] = {}
 
 
-async def acquire(key: ModelKey, batch: BatchSettings, *, label: str) -> LoadedModel:
+async def acquire(key: ModelKey, batch: BatchSettings) -> LoadedModel:
     """The loaded model for ``key``, loading it (off the event loop) if nobody has yet."""
     loaded = _loaded.get(key)
     if loaded is None:
@@ -65,7 +65,7 @@ async def acquire(key: ModelKey, batch: BatchSettings, *, label: str) -> LoadedM
             pending = asyncio.get_running_loop().create_future()
             _loading[key] = pending
             try:
-                loaded = await asyncio.to_thread(_load, key, batch, label)
+                loaded = await asyncio.to_thread(_load, key, batch)
             except BaseException as exc:
                 pending.set_exception(exc)
                 pending.exception()  # retrieved here, so a lone loader leaves no warning
@@ -88,7 +88,7 @@ async def release(loaded: LoadedModel) -> None:
         log.info("hf.unloaded", source=loaded.key.source.describe())
 
 
-def _load(key: ModelKey, batch: BatchSettings, label: str) -> LoadedModel:
+def _load(key: ModelKey, batch: BatchSettings) -> LoadedModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
