@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
@@ -14,6 +17,28 @@ from moe_core.testing import make_moe
 from moe_openai_compat.testing import FakeOpenAI
 
 GatewayFactory = Callable[..., Awaitable[TestClient]]
+
+
+def run_moe(
+    *args: str, env: Mapping[str, str | None] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``moe`` command as a user would, in its own process.
+
+    :param env: changes to this process's environment; ``None`` removes a variable.
+    """
+    environment = dict(os.environ)
+    for key, value in (env or {}).items():
+        if value is None:
+            environment.pop(key, None)
+        else:
+            environment[key] = value
+    return subprocess.run(
+        [sys.executable, "-m", "moe_core.cli", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=timeout,
+    )
 
 
 def free_port() -> int:

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 
-
-def moe(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "moe_core.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+from tests.conftest import run_moe
 
 
 def test_a_config_error_is_one_readable_message(tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text("experts:\n  a: {kind: openai, base_url: 'http://x/v1', timeout: 3}\n")
-    result = moe("route", "hi", "--config", str(config))
+    result = run_moe("route", "hi", "--config", str(config))
     assert result.returncode == 2
     assert "experts.a.timeout: unknown key" in result.stderr
     assert "Traceback" not in result.stderr
@@ -33,14 +24,14 @@ def test_a_port_in_use_is_a_clear_error(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = moe("serve", "--config", str(config), "--port", str(port))
+        result = run_moe("serve", "--config", str(config), "--port", str(port))
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_plugins_json_lists_every_installed_plugin():
-    result = moe("plugins", "--json")
+    result = run_moe("plugins", "--json")
     assert result.returncode == 0, result.stderr
     plugins = {plugin["name"]: plugin for plugin in json.loads(result.stdout)}
     assert {"builtins", "openai-compat", "domain-llms"} <= set(plugins)
@@ -58,9 +49,9 @@ def test_route_json_for_a_named_expert(tmp_path):
         "  a: {kind: openai, base_url: 'http://127.0.0.1:9/v1'}\n"
         "  b: {kind: openai, base_url: 'http://127.0.0.1:9/v1'}\n"
     )
-    result = moe("route", "hi", "--config", str(config), "--model", "b", "--json")
+    result = run_moe("route", "hi", "--config", str(config), "--model", "b", "--json")
     assert result.returncode == 0, result.stderr
     decision = json.loads(result.stdout)
     assert decision["experts"] == ["b"] and decision["gate"] == "direct"
-    unknown = moe("route", "hi", "--config", str(config), "--model", "c")
+    unknown = run_moe("route", "hi", "--config", str(config), "--model", "c")
     assert unknown.returncode == 1 and "'c' does not exist" in unknown.stderr

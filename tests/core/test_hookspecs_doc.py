@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 from moe_core.hookdoc import render
+from tests.conftest import run_moe
 
 ROOT = Path(__file__).resolve().parents[2]
 REGENERATE = "run `make hookspecs` to regenerate it"
@@ -57,31 +57,11 @@ def test_the_tutorial_plugin_installs_and_answers(tmp_path):
         capture_output=True,
         timeout=300,
     )
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    listed = subprocess.run(
-        [sys.executable, "-m", "moe_core.cli", "plugins"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    env = {"PYTHONPATH": str(site)}
+    listed = run_moe("plugins", env=env)
     assert "shout  (moe-shout 0.1.0)" in listed.stdout, listed.stderr
     assert "Repeats the last user message in capitals." in listed.stdout
     (tmp_path / "shout.yaml").write_text(files["shout.yaml"])
-    chat = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "moe_core.cli",
-            "chat",
-            "--config",
-            str(tmp_path / "shout.yaml"),
-            "hello there",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    chat = run_moe("chat", "--config", str(tmp_path / "shout.yaml"), "hello there", env=env)
     assert chat.returncode == 0, chat.stderr
     assert chat.stdout.strip() == "HELLO THERE !!"

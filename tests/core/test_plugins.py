@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from moe_core import Expert, PluginError, create_plugin_manager, hookimpl
+from tests.conftest import run_moe
 
 
 class Twin(Expert):
@@ -94,14 +93,7 @@ def _fake_distribution(site: Path, dist: str, module: str, entry: str, source: s
 
 
 def _moe(*args: str, pythonpath: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(pythonpath)}
-    return subprocess.run(
-        [sys.executable, "-m", "moe_core.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    return run_moe(*args, env={"PYTHONPATH": str(pythonpath)})
 
 
 def test_a_broken_plugin_stops_startup_with_its_name_and_distribution(tmp_path):

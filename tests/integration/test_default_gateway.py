@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, run_moe
 
 pytestmark = pytest.mark.slow
 
@@ -124,14 +124,7 @@ def test_sdk_errors_are_its_own_exceptions(client):
 
 
 def test_cli_route_explains_the_default_decision():
-    env = {key: value for key, value in os.environ.items() if key != "MOE_CONFIG"}
-    result = subprocess.run(
-        [sys.executable, "-m", "moe_core.cli", "route", "What is the capital of France?"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    result = run_moe("route", "What is the capital of France?", env={"MOE_CONFIG": None})
     assert result.returncode == 0, result.stderr
     assert "experts:    general" in result.stdout
     assert "gate:       embedding" in result.stdout

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,7 +13,7 @@ from moe_core.testing import make_moe
 from moe_domain_llms import artefacts
 from moe_domain_llms.gates import DEFAULT_DATA
 from moe_domain_llms.training import load_dataset
-from tests.conftest import user
+from tests.conftest import run_moe, user
 
 DOMAINS = ("healthcare", "finance", "cybersecurity", "general")
 
@@ -157,23 +155,8 @@ def test_moe_gate_train_writes_an_artefact_with_its_metadata(tmp_path):
             )
     data.write_text("\n".join(rows) + "\n")
     output = tmp_path / "gate.npz"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "moe_core.cli",
-            "gate",
-            "train",
-            "--kind",
-            "tfidf-nb",
-            "--data",
-            str(data),
-            "--output",
-            str(output),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_moe(
+        "gate", "train", "--kind", "tfidf-nb", "--data", str(data), "--output", str(output)
     )
     assert result.returncode == 0, result.stderr
     assert "precision" in result.stdout and "confusion" in result.stdout
@@ -182,12 +165,7 @@ def test_moe_gate_train_writes_an_artefact_with_its_metadata(tmp_path):
     assert artefact.meta["data_sha256"] == load_dataset(data).sha256
     assert artefact.meta["versions"]["scikit-learn"]
     assert artefact.meta["metrics"]["n"] == len(rows) - 1 - 12
-    not_trainable = subprocess.run(
-        [sys.executable, "-m", "moe_core.cli", "gate", "train", "--kind", "fixed"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    not_trainable = run_moe("gate", "train", "--kind", "fixed")
     assert not_trainable.returncode == 2 and "does not learn from data" in not_trainable.stderr
 
 

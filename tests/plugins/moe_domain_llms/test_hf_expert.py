@@ -8,7 +8,7 @@ import pytest
 
 from moe_core import ConfigError
 from moe_core.testing import make_moe
-from tests.conftest import user
+from tests.conftest import run_moe, user
 
 
 def local(model: str, **options) -> dict:
@@ -149,10 +149,7 @@ def test_models_that_cannot_be_found_are_startup_errors(tmp_path):
 
 def test_a_hub_id_already_in_the_local_cache_loads_without_network(tiny_model, tmp_path):
     """The layout huggingface_hub writes: models--org--name/{refs/main, snapshots/<rev>/...}."""
-    import os
     import shutil
-    import subprocess
-    import sys
 
     repo = tmp_path / "hub" / "models--tiny-org--tiny-llama"
     snapshot = repo / "snapshots" / "0123abcd"
@@ -161,23 +158,15 @@ def test_a_hub_id_already_in_the_local_cache_loads_without_network(tiny_model, t
     (repo / "refs" / "main").write_text("0123abcd")
     config = tmp_path / "hub.yaml"
     config.write_text("experts:\n  tiny: {kind: hf-causal-lm, model: tiny-org/tiny-llama}\n")
-    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "moe_core.cli",
-            "chat",
-            "--config",
-            str(config),
-            "--no-stream",
-            "--max-tokens",
-            "3",
-            "hello",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
+    result = run_moe(
+        "chat",
+        "--config",
+        str(config),
+        "--no-stream",
+        "--max-tokens",
+        "3",
+        "hello",
+        env={"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"},
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
