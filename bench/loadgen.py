@@ -3,10 +3,11 @@
 It runs in its own process, away from the servers it measures, so that on a small machine the
 client's CPU is not charged to the server (or the other way round), and every target is driven by
 the very same client code, payload and concurrency. aiohttp on uvloop is the cheapest client at
-hand in Python; httpx is here only for the client-choice comparison. Every loop is bounded by a
+hand in Python; httpx and the ``openai`` expert's own client (``moe_openai_compat.http1``) are here
+only for the client-choice comparison. Every loop is bounded by a
 count or a deadline, and every request by a timeout.
 
-    python bench/loadgen.py URL --mode seq --count 2000 [--stream] [--client httpx]
+    python bench/loadgen.py URL --mode seq --count 2000 [--stream] [--client httpx|http1]
     python bench/loadgen.py URL --mode conc --duration 5 --concurrency 32 [--stream]
 """
 
@@ -19,10 +20,13 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
 import uvloop
+
+from moe_openai_compat.http1 import HTTPPool
 
 PAYLOAD = {"model": "auto", "messages": [{"role": "user", "content": "Say hello to the benchmark"}]}
 HEADERS = {"Content-Type": "application/json"}
@@ -93,6 +97,26 @@ def httpx_call(client: httpx.AsyncClient, url: str, body: bytes, stream: bool) -
         check(response.content, stream=False)
         end = time.perf_counter()
         return end - start, end - start
+
+    return call
+
+
+def http1_call(pool: HTTPPool, path: str, body: bytes, stream: bool) -> Call:
+    """The same request through the ``openai`` expert's client."""
+
+    async def call() -> tuple[float, float]:
+        start = time.perf_counter()
+        async with pool.stream(path, body) as answer:
+            if answer.status != 200:
+                raise RuntimeError(f"HTTP {answer.status}: {(await answer.read())[:200]!r}")
+            ttfb = None
+            tail = b""
+            async for chunk in answer.chunks():
+                if ttfb is None:
+                    ttfb = time.perf_counter() - start
+                tail = tail[-16:] + chunk if stream else tail + chunk
+            check(tail, stream=stream)
+            return ttfb or 0.0, time.perf_counter() - start
 
     return call
 
@@ -194,6 +218,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         client = httpx.AsyncClient(limits=limits, timeout=timeout_s, trust_env=False)
         call = httpx_call(client, args.url, body, args.stream)
         closer: Callable[[], Awaitable[None]] = client.aclose
+    elif args.client == "http1":
+        parts = urlsplit(args.url)
+        pool = HTTPPool(f"{parts.scheme}://{parts.netloc}", headers=HEADERS, limit=limit)
+        call = http1_call(pool, parts.path, body, args.stream)
+        closer = pool.close
     else:
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=limit),
@@ -213,7 +242,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("url")
     parser.add_argument("--mode", choices=["seq", "conc"], required=True)
-    parser.add_argument("--client", choices=["aiohttp", "httpx"], default="aiohttp")
+    parser.add_argument("--client", choices=["aiohttp", "httpx", "http1"], default="aiohttp")
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--count", type=int, default=1000, help="seq: measured requests")
     parser.add_argument("--warmup", type=int, default=100, help="seq: unmeasured requests first")

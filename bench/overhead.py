@@ -3,8 +3,8 @@
 Three targets answer the same request from the same fake upstream (moe_openai_compat.testing):
 the upstream itself ("direct"), the moe gateway in front of it, and the LiteLLM proxy in front of
 it, each one worker. For each: sequential latency, throughput at 32 concurrent clients, and the
-same two for streaming (time to first byte). A client micro-benchmark (aiohttp vs httpx against
-the upstream) backs the HTTP client the gateway's ``openai`` expert uses.
+same two for streaming (time to first byte). A client micro-benchmark (aiohttp, httpx and the
+``openai`` expert's own ``http1`` client against the upstream) backs the choice of that client.
 
 All servers run at once as subprocesses on free loopback ports, so that the throughput trials can
 be interleaved (each round visits every target, in a rotating order) and a noisy neighbour on a
@@ -219,10 +219,11 @@ def measure(targets: dict[str, Server], plan: Plan, log: Log) -> Results:
 
 
 def client_choice(upstream: Server, plan: Plan, log: Log) -> Results:
-    """aiohttp vs httpx as the client of an OpenAI-compatible upstream, the expert's one job."""
+    """aiohttp, httpx and http1 as the client of an OpenAI-compatible upstream, the expert's
+    one job: the cheaper the client, the more of the two cores is left for the upstream."""
     out: Results = {}
     conc = {"mode": "conc", "duration": plan.duration_s, "concurrency": plan.concurrency}
-    for client in ("aiohttp", "httpx"):
+    for client in ("aiohttp", "httpx", "http1"):
         log(f"  client {client}")
         seq = loadgen(upstream.url, mode="seq", count=plan.seq_n, client=client)
         trials = [loadgen(upstream.url, client=client, **conc) for _ in range(plan.rounds)]
