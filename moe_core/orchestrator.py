@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any
@@ -39,6 +38,7 @@ from moe_core.models import (
     MoEMetadata,
     MoEResponse,
     RoutingDecision,
+    trusted,
 )
 from moe_core.parts import Combiner, Gate, Tracker
 from moe_core.plugins import MoEPluginManager, Part, create_plugin_manager
@@ -46,6 +46,12 @@ from moe_core.pool import ExpertPool, ExpertSlot
 from moe_core.run import Run
 
 log = structlog.get_logger(__name__)
+
+
+def new_request_id() -> str:
+    """32 random hex digits, like ``uuid4().hex`` at a tenth of its cost."""
+    return os.urandom(16).hex()
+
 
 AUTO = "auto"
 RequestLike = ChatRequest | Mapping[str, Any] | str | bytes
@@ -244,8 +250,11 @@ class MoE:
         """Route and answer a request in one piece."""
         execution = await self._begin(request, request_id)
         try:
-            async with asyncio.timeout(execution.deadline_s):
+            if execution.deadline_s is None:  # no timer to arm: most combiners have no deadline
                 result = await execution.combiner.complete(execution.run)
+            else:
+                async with asyncio.timeout(execution.deadline_s):
+                    result = await execution.combiner.complete(execution.run)
         except TimeoutError:
             error = execution.deadline_error()
             await execution.fail(error)
@@ -264,7 +273,7 @@ class MoE:
     async def _begin(self, request: RequestLike, request_id: str | None) -> _Execution:
         started = time.perf_counter()
         parsed = self.parse(request)
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or new_request_id()
         await self.emit(RequestStarted(request_id=request_id, request=parsed))
         try:
             decision = await self._decide(parsed)
@@ -318,7 +327,8 @@ class _Execution:
         run, decision = self.run, self.run.decision
         # Every value here was produced by the gateway itself; validating it again on every
         # request would only cost time.
-        return MoEMetadata.model_construct(
+        return trusted(
+            MoEMetadata,
             request_id=run.request_id,
             gate=decision.gate,
             strategy=self.combiner.name,
@@ -352,8 +362,13 @@ class _Execution:
                 metadata=metadata,
             )
         )
-        return MoEResponse.model_construct(
-            id=self.id, created=self.created, model=self.model, result=result, metadata=metadata
+        return trusted(
+            MoEResponse,
+            id=self.id,
+            created=self.created,
+            model=self.model,
+            result=result,
+            metadata=metadata,
         )
 
     async def fail(self, error: MoEError) -> None:

@@ -93,8 +93,11 @@ class Run:
         self._check_budget(slot, prepared)
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(slot.timeout_s):
+            if slot.timeout_s is None:  # no timer to arm, the common case
                 result = await slot.expert.generate(prepared)
+            else:
+                async with asyncio.timeout(slot.timeout_s):
+                    result = await slot.expert.generate(prepared)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hmac
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
@@ -27,7 +26,7 @@ from moe_core.errors import (
     NotFound,
 )
 from moe_core.http import body_too_large, error_response, json_response
-from moe_core.orchestrator import MoE, build_part
+from moe_core.orchestrator import MoE, build_part, new_request_id
 from moe_core.parts import Frontend
 
 log = structlog.get_logger(__name__)
@@ -96,7 +95,7 @@ def _request_id_middleware(access_log: bool):
     @web.middleware
     async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
         incoming = request.headers.get(REQUEST_ID_HEADER)
-        rid = incoming if incoming and _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        rid = incoming if incoming and _VALID_REQUEST_ID.match(incoming) else new_request_id()
         request[REQUEST_ID_KEY] = rid
         structlog.contextvars.bind_contextvars(request_id=rid)
         started = time.perf_counter()

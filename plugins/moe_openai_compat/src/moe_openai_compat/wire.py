@@ -29,7 +29,7 @@ def completion(response: MoEResponse) -> dict[str, Any]:
                 "logprobs": None,
             }
         ],
-        "usage": (result.usage or Usage()).model_dump(),
+        "usage": _usage(result.usage),
         "system_fingerprint": None,
         "moe_metadata": response.metadata.model_dump(mode="json"),
     }
@@ -76,3 +76,13 @@ class ChunkWriter:
         return b"data: " + orjson.dumps(error.envelope()) + b"\n\n"
 
     DONE = b"data: [DONE]\n\n"
+
+
+def _usage(usage: Usage | None) -> dict[str, int]:
+    if usage is None:
+        return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
