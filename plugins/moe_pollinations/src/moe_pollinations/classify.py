@@ -60,10 +60,30 @@ _IMAGE = _words(
     "infographic",
 )
 _EDIT = _words(
-    "edit", "modify", "change", "recolou?r", "replace", "remove", "add", "make it", "turn"
+    "edit",
+    "modify",
+    "change",
+    "recolou?r",
+    "replace",
+    "remove",
+    "add",
+    "make",
+    "turn",
+    "put",
+    "give",
+    "convert",
+    "transform",
+    "restyle",
+    "colou?ri[sz]e",
+    "erase",
+    "swap",
+)
+_QUESTION = re.compile(
+    r"\?\s*$|^\s*(?:what|who|which|where|when|why|how|describe|is|are|does|do|can|tell)\b",
+    re.IGNORECASE,
 )
 _SPEECH = _words(
-    "read (?:it|this|that)? ?aloud",
+    "aloud",
     "read out",
     "say it",
     "speak",
@@ -193,9 +213,11 @@ def heuristic(prompt: str, *, has_image: bool = False) -> Classification:
         + 0.05 * min(code_hits, 3),
     )
     creativity = min(1.0, 0.1 + 0.3 * min(creative_hits, 3))
-    visual = min(1.0, 0.45 * image_hits + (0.5 if has_image else 0.0))
+    # With a picture attached, an instruction to change it is an edit; a question about it is a
+    # vision task for a text model, and its picture words do not ask for a new picture.
+    edit = has_image and bool(_EDIT.search(prompt)) and not _QUESTION.search(prompt)
+    visual = 1.0 if edit else 0.0 if has_image else min(1.0, 0.45 * image_hits)
     audio = min(1.0, 0.6 * speech_hits)
-    edit = has_image and (bool(_EDIT.search(prompt)) or image_hits > 0)
     needs_detail = bool(_DETAIL.search(prompt)) and visual >= 0.4
 
     wants_text = reasoning_hits + code_hits + creative_hits > 0 or words > 12

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from moe_core.errors import ConfigError
+from moe_core.logging import configure_logging
 from moe_pollinations.client import PollinationsClient
 from moe_pollinations.expert import PollinationsOptions, refresh_listing
 from moe_pollinations.registry import cache_path, experts_config, load_listing
@@ -57,6 +58,7 @@ def _options(args: argparse.Namespace) -> PollinationsOptions:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    configure_logging("debug" if args.verbose else "warning", "console")
     options = _options(args)
     path = cache_path(options.cache_dir)
 

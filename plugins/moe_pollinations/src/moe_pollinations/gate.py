@@ -136,7 +136,7 @@ class TaskClassifierGate(Gate):
         signals: Mapping[str, Tracker],
     ) -> RoutingDecision:
         verdict, how = await self.classify(request)
-        pick = _Picker(experts, self.options)
+        pick = _Picker(experts, self.options, vision=_has_image(request))
         task = verdict.task_type
         o = self.options
         strategy = o.single_strategy
@@ -191,15 +191,21 @@ class TaskClassifierGate(Gate):
 class _Picker:
     """Preference lists resolved against the configured experts and their cards."""
 
-    def __init__(self, experts: Mapping[str, ExpertCard], options: TaskClassifierOptions) -> None:
+    def __init__(
+        self, experts: Mapping[str, ExpertCard], options: TaskClassifierOptions, *, vision: bool
+    ) -> None:
         self.experts = experts
         self.options = options
         self.images = [n for n, c in experts.items() if "image" in c.modalities_out]
         self.speakers = [n for n, c in experts.items() if "audio" in c.modalities_out]
+        # A request carrying a picture can only go to text models that see pictures.
         self.texts = [
             n
             for n, c in experts.items()
-            if "text" in c.modalities_out and n not in self.speakers and n not in self.images
+            if "text" in c.modalities_out
+            and n not in self.speakers
+            and n not in self.images
+            and (not vision or "image" in c.modalities_in)
         ]
 
     def has_text(self, names: list[str]) -> bool:
