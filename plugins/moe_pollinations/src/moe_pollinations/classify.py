@@ -153,7 +153,6 @@ _CREATIVE = _words(
     "creative",
     "imagine",
     "invent",
-    "write a",
     "joke",
     "limerick",
     "screenplay",
@@ -229,7 +228,7 @@ def heuristic(prompt: str, *, has_image: bool = False) -> Classification:
         task = "multimodal" if wants_text and not _only_picture(prompt) else "image"
     elif audio >= 0.6:
         task = "multimodal" if wants_text and reasoning_hits else "speech"
-    elif code_hits >= 2 or (code_hits and not creative_hits):
+    elif code_hits and code_hits >= creative_hits:
         task = "code"
     elif reasoning_hits and (complexity >= 0.4 or reasoning_hits >= 2):
         task = "reasoning"

@@ -139,21 +139,18 @@ class TaskClassifierGate(Gate):
         pick = _Picker(experts, self.options, vision=_has_image(request))
         task = verdict.task_type
         o = self.options
-        strategy = o.single_strategy
+        missing = ""
+        chosen: list[str] = []
+        fallbacks: list[str] = []
         if task in ("image", "image_edit", "speech", "multimodal"):
-            chosen, fallbacks = pick.multimodal(verdict, request)
+            chosen, fallbacks = pick.multimodal(verdict)
             strategy = o.multimodal_strategy
-        elif task == "reasoning" and verdict.complexity >= o.combine_above:
-            strong = pick.text(o.strong + o.reasoning)
-            if len(strong) >= 2:
-                chosen, fallbacks = strong[: o.combine_count], []
-                strategy = o.combined_strategy
-            else:
-                chosen, fallbacks = strong[:1], pick.text(o.fast)
-        else:
-            preferred = {"code": o.code, "reasoning": o.reasoning, "creative": o.creative}
-            ranked = pick.text(preferred.get(task, o.fast) + o.fast)
-            chosen, fallbacks = ranked[:1], ranked[1:]
+            if not chosen:
+                # No model for the modality asked: a text answer is better than none.
+                missing = f"; no configured model makes {task} output, so text answers"
+                task = "text"
+        if not chosen:
+            chosen, fallbacks, strategy = self._text_route(task, verdict, pick)
         if not chosen:
             raise ExpertUnavailable(
                 f"gate {self.name!r}: no configured expert can handle a {task} request; "
@@ -173,7 +170,7 @@ class TaskClassifierGate(Gate):
                 f"{task} task (complexity {verdict.complexity:.2f}, creativity "
                 f"{verdict.creativity:.2f}, visual {verdict.visual_need:.2f}, audio "
                 f"{verdict.audio_need:.2f}) classified by {how}: {strategy} with "
-                f"{', '.join(chosen)}"
+                f"{', '.join(chosen)}{missing}"
             ),
             scores={
                 "complexity": verdict.complexity,
@@ -186,6 +183,19 @@ class TaskClassifierGate(Gate):
             ],
             overrides=overrides,
         )
+
+    def _text_route(
+        self, task: str, verdict: Classification, pick: _Picker
+    ) -> tuple[list[str], list[str], str]:
+        """Experts, fallbacks and strategy for a text answer."""
+        o = self.options
+        if task == "reasoning" and verdict.complexity >= o.combine_above:
+            strong = pick.text(o.strong + o.reasoning)
+            if len(strong) >= 2:
+                return strong[: o.combine_count], [], o.combined_strategy
+        preferred = {"code": o.code, "reasoning": o.reasoning, "creative": o.creative}
+        ranked = pick.text(preferred.get(task, o.fast) + o.fast)
+        return ranked[:1], ranked[1:], o.single_strategy
 
 
 class _Picker:
@@ -225,9 +235,7 @@ class _Picker:
             pool = [n for n in pool if "image-edit" in self.experts[n].capabilities]
         return self._resolve(preferred, pool)
 
-    def multimodal(
-        self, verdict: Classification, request: ChatRequest
-    ) -> tuple[list[str], list[str]]:
+    def multimodal(self, verdict: Classification) -> tuple[list[str], list[str]]:
         """The text, image and speech experts a multimodal answer needs (each group's best
         first, the next one of each group as fallbacks)."""
         o, task = self.options, verdict.task_type
