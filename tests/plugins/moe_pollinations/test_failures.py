@@ -3,6 +3,7 @@ model that times out hands over to the next model of the fallback chain."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 from moe_pollinations.testing import ModelBehaviour
@@ -74,7 +75,7 @@ async def test_rate_limit_is_retried_after_retry_after_end_to_end(
     assert body["choices"][0]["message"]["content"] == "openai-fast says: hello there"
     attempts = fake.calls("openai-fast")
     assert len(attempts) == 3
-    assert all(b.at - a.at >= 0.45 for a, b in zip(attempts, attempts[1:], strict=False))
+    assert all(b.at - a.at >= 0.45 for a, b in itertools.pairwise(attempts))
     assert body["moe_metadata"]["fallbacks"] == []
 
 
