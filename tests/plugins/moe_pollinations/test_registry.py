@@ -170,3 +170,14 @@ def test_moe_pollinations_sync_unreachable_is_a_clear_error(tmp_path):
     assert "cannot fetch the Pollinations model listing" in result.stderr
     assert "30 models (26 text, 4 image) from bundled snapshot" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_example_config_has_every_model_and_the_gate():
+    from pathlib import Path
+
+    from moe_core import MoE
+
+    example = Path(__file__).parents[3] / "plugins/moe_pollinations/examples/pollinations.yaml"
+    moe = MoE.from_config(example)
+    assert set(moe.experts) == set(snapshot().names())
+    assert moe.gate.name == "task-classifier"
