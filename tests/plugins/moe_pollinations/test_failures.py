@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 
+import pytest
 from moe_pollinations.testing import ModelBehaviour
 
 from tests.conftest import user
@@ -79,12 +80,14 @@ async def test_rate_limit_is_retried_after_retry_after_end_to_end(
     assert body["moe_metadata"]["fallbacks"] == []
 
 
+@pytest.mark.parametrize("limit", ["timeout_s", "request_timeout_s"])
 async def test_a_text_model_timing_out_hands_over_to_the_next(
-    gateway, fake, expert_options, connection
+    gateway, fake, expert_options, connection, limit
 ):
+    """The gateway's per-expert limit and the expert's own Pollinations limit both hand over."""
     fake.behaviour["openai-fast"] = ModelBehaviour(delay_s=5)
     client = await gateway(
-        full_config(expert_options, connection, experts={"openai-fast": {"timeout_s": 0.3}})
+        full_config(expert_options, connection, experts={"openai-fast": {limit: 0.3}})
     )
     body = await (await client.post("/v1/chat/completions", json=user("hello there"))).json()
     assert body["model"] == "openai"
@@ -109,3 +112,28 @@ async def test_a_streamed_text_model_timing_out_hands_over_before_the_first_byte
     text = "".join(f["choices"][0]["delta"].get("content") or "" for f in frames if f["choices"])
     assert text == "openai says: hello there"
     assert frames[-1]["moe_metadata"]["fallbacks"][0]["expert"] == "openai-fast"
+
+
+async def test_an_unreachable_host_is_a_503_that_hands_over_when_streaming(
+    gateway, fake, expert_options, connection
+):
+    from tests.conftest import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    client = await gateway(
+        full_config(
+            expert_options,
+            connection,
+            experts={"openai-fast": {"text_base_url": dead, "max_retries": 0}},
+        )
+    )
+    response = await client.post("/v1/chat/completions", json=user("hello", stream=True))
+    text = await response.text()
+    frames = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+    words = [f["choices"][0]["delta"].get("content") or "" for f in frames if f["choices"]]
+    assert "".join(words) == "openai says: hello"
+    [fallback] = frames[-1]["moe_metadata"]["fallbacks"]
+    assert fallback["expert"] == "openai-fast"
+    direct = await client.post("/v1/chat/completions", json={**user("hi"), "model": "openai-fast"})
+    assert direct.status == 503
+    assert "openai-fast" in (await direct.json())["error"]["message"]

@@ -170,3 +170,21 @@ async def test_the_gate_works_with_a_subset_of_models(tmp_path, connection):
     assert (await route(config, user("Write a poem"))).experts == ["writer"]
     decision = await route(config, user("Say it out loud: hello"))
     assert decision.experts == ["writer"]  # no speech model: the best it can do is text
+
+
+async def test_complex_reasoning_can_go_through_a_reasoning_then_execution_chain(
+    gateway, expert_options, connection
+):
+    config = full_config(expert_options, connection, gate={"combined_strategy": "chain"})
+    config["combiner"] = {
+        "kind": "chain",
+        "preset": "reasoning-execution",
+        "reasoner": "deepseek-reasoning",
+        "executor": "openai-large",
+    }
+    client = await gateway(config)
+    prompt = "Prove step by step and analyze why the comprehensive theorem holds, then evaluate it"
+    body = await (await client.post("/v1/chat/completions", json=user(prompt))).json()
+    assert body["moe_metadata"]["strategy"] == "chain"
+    assert body["moe_metadata"]["experts_used"] == ["deepseek-reasoning", "openai-large"]
+    assert body["choices"][0]["message"]["content"].startswith("openai-large says:")

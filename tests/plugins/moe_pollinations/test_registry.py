@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -87,8 +88,12 @@ async def test_a_stale_cache_is_refreshed_on_start(fake, tmp_path):
     options = {**fake.options(), "cache_dir": str(tmp_path), "listing_ttl_s": 3600}
     moe = make_moe({"experts": {"openai": {"kind": "pollinations", **options}}, "trackers": {}})
     async with moe:
-        pass
-    cached = json.loads((tmp_path / "models.json").read_text("utf-8"))
+        assert moe.experts["openai"].state == "ready"  # not kept waiting by the refresh
+        for _ in range(200):
+            cached = json.loads((tmp_path / "models.json").read_text("utf-8"))
+            if cached["fetched_at"] > stale["fetched_at"]:
+                break
+            await asyncio.sleep(0.02)
     assert "fresh-model" in [m["name"] for m in cached["text"]]
     assert cached["fetched_at"] > stale["fetched_at"]
 

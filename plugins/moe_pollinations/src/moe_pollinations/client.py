@@ -71,13 +71,15 @@ class _SharedSession:
 
     def __init__(self) -> None:
         self.session: aiohttp.ClientSession | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.users = 0
 
     def acquire(self) -> None:
         loop = asyncio.get_running_loop()
-        if self.session is not None and (self.session.closed or self.session._loop is not loop):
+        if self.session is not None and (self.session.closed or self.loop is not loop):
             # A session belongs to its event loop; one left from a finished loop is unusable.
             self.session, self.users = None, 0
+        self.loop = loop
         if self.session is None:
             self.session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=100),
@@ -170,8 +172,8 @@ class PollinationsClient:
         ``timeout_s`` bounds the wait for the first byte and then each silence between chunks.
         """
         url = f"{self.options.text_base_url}/openai"
-        async with self._open("POST", url, json=body, timeout_s=timeout_s) as response:
-            try:
+        try:
+            async with self._open("POST", url, json=body, timeout_s=timeout_s) as response:
                 async for line in _lines(response, timeout_s):
                     if not line.startswith(b"data:"):
                         continue
@@ -187,10 +189,10 @@ class PollinationsClient:
                     if isinstance(chunk, dict) and "error" in chunk:
                         raise UpstreamError(f"{self.who}: {_detail(data)}")
                     yield chunk
-            except TimeoutError:
-                raise self._timeout(timeout_s, "between stream chunks") from None
-            except aiohttp.ClientError as exc:
-                raise ExpertUnavailable(f"{self.who}: the stream broke: {exc}") from None
+        except TimeoutError:
+            raise self._timeout(timeout_s, "while streaming") from None
+        except aiohttp.ClientError as exc:
+            raise ExpertUnavailable(f"{self.who}: the stream broke: {exc}") from None
 
     async def image(self, prompt: str, params: dict[str, Any], *, timeout_s: float) -> Reply:
         """``GET {image}/prompt/{prompt}``: the image bytes."""

@@ -9,7 +9,9 @@ listing, so a config only has to name the model.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -43,8 +45,11 @@ class PollinationsOptions(ConnectionOptions):
     model: str | None = Field(
         None, description="The Pollinations model; default: the expert's name"
     )
-    timeout_s: float | None = Field(
-        None, gt=0, description="Per-call limit; default suits the model (image: 60-360 s)"
+    request_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="Limit of each Pollinations call; default suits the model (images: 60 s "
+        "for flux, 360 s for gptimage). The gateway's timeout_s also applies: the smaller wins",
     )
     cache_dir: str | None = Field(None, description="Where the model listing is cached")
     listing_ttl_s: float = Field(86_400.0, gt=0, description="Age after which it is refreshed")
@@ -76,13 +81,14 @@ class PollinationsExpert(Expert):
                 f"{listing.source}); known: {', '.join(listing.names())}. "
                 "Run `moe pollinations sync` if the model is new."
             ) from None
-        self.timeout_s = options.timeout_s or self.info.default_timeout_s
+        self.timeout_s = options.request_timeout_s or self.info.default_timeout_s
         if self.info.speaks and self.info.voices and options.voice not in self.info.voices:
             raise ConfigError(
                 f"experts.{name}.voice: {options.voice!r} is not a voice of "
                 f"{self.info.name}; voices: {', '.join(self.info.voices)}"
             )
         self.client = PollinationsClient(options, who=f"expert {name!r} ({self.info.name})")
+        self._refresh: asyncio.Task[bool] | None = None
 
     def card(self) -> ExpertCard:
         return self.info.card()
@@ -92,9 +98,16 @@ class PollinationsExpert(Expert):
         if self.options.refresh_listing and self.cache not in _REFRESHED:
             _REFRESHED.add(self.cache)
             if not is_fresh(read_cache(self.cache), self.options.listing_ttl_s):
-                await refresh_listing(self.client, self.cache)
+                # In the background: an unreachable listing must not delay the expert; the
+                # fresh listing is for the next start (cards are fixed once built).
+                self._refresh = asyncio.create_task(refresh_listing(self.client, self.cache))
 
     async def close(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresh
+            self._refresh = None
         await self.client.close()
 
     # -- answers ---------------------------------------------------------------------------

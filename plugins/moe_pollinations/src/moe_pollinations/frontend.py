@@ -51,7 +51,7 @@ class PromptFrontend(Frontend):
 
 def _is_prompt(request: web.Request) -> bool:
     """A GET that no route matched, on a path that is not reserved for an API."""
-    if request.method not in ("GET", "HEAD"):
+    if request.method != "GET":
         return False
     exception = getattr(request.match_info, "http_exception", None)
     if exception is None or exception.status != 404:
