@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from moe_pollinations.frontend import PromptFrontend, PromptFrontendOptions
-from moe_pollinations.media import jpeg_size
+from moe_pollinations.media import jpeg_size, mp3_frames
 from moe_pollinations.testing import ModelBehaviour
 
 from tests.plugins.moe_pollinations.conftest import full_config
@@ -35,6 +35,16 @@ async def test_format_image_answers_the_picture_itself(gateway, expert_options, 
     assert jpeg_size(await response.read()) == (512, 256)
     assert response.headers["X-MoE-Models"] == "flux"
     assert response.headers["X-MoE-Strategy"] == "multimodal"
+
+
+async def test_format_audio_answers_the_speech_itself(gateway, fake, expert_options, connection):
+    client = await gateway(full_config(expert_options, connection))
+    response = await client.get("/Good%20morning%20everyone?format=audio&voice=echo")
+    assert response.status == 200
+    assert response.content_type == "audio/mpeg"
+    assert mp3_frames(await response.read()) > 0
+    assert response.headers["X-MoE-Models"] == "openai-audio"
+    assert fake.calls("openai-audio")[0].body["audio"]["voice"] == "echo"
 
 
 async def test_format_image_with_every_image_model_down_is_a_clear_error(

@@ -1,7 +1,8 @@
 """The ``pollinations`` frontend: ``GET /{prompt}``, the simplest way to ask the gateway.
 
 ``GET /What%20is%20a%20star`` answers ``text/plain`` with ``X-MoE-Models``, ``X-MoE-Strategy``
-and ``X-MoE-Latency`` headers; ``?format=image`` answers the picture itself (``image/jpeg``).
+and ``X-MoE-Latency`` headers; ``?format=image`` answers the picture itself (``image/jpeg``) and
+``?format=audio`` the prompt's spoken answer (``audio/mpeg``, ``&voice=`` to choose the voice).
 Query parameters ``model``, ``seed``, ``temperature``, ``top_p``, ``max_tokens``, ``system``,
 ``voice`` and ``width``/``height`` are passed on.
 
@@ -60,7 +61,7 @@ def _is_prompt(request: web.Request) -> bool:
     return path not in _RESERVED and not path.startswith(_RESERVED_PREFIXES)
 
 
-def _body(prompt: str, query: Any) -> dict[str, Any]:
+def _body(prompt: str, query: Any, *, speech: bool) -> dict[str, Any]:
     body: dict[str, Any] = {"messages": []}
     if query.get("system"):
         body["messages"].append({"role": "system", "content": query["system"]})
@@ -74,7 +75,7 @@ def _body(prompt: str, query: Any) -> dict[str, Any]:
             except ValueError:
                 kind = "an integer" if key in _INTS else "a number"
                 raise InvalidRequest(f"query parameter {key} must be {kind}", param=key) from None
-    if query.get("voice"):
+    if speech and query.get("voice"):
         body["audio"] = {"voice": query["voice"], "format": "mp3"}
     return body
 
@@ -88,11 +89,11 @@ async def answer_prompt(request: web.Request, limit: int) -> web.StreamResponse:
     if len(prompt) > limit:
         raise InvalidRequest(f"the prompt is longer than {limit} characters", param="prompt")
     wanted = request.query.get("format", "text")
-    if wanted not in ("text", "image"):
-        raise InvalidRequest("format must be text or image", param="format")
-    body = _body(prompt, request.query)
-    if wanted == "image":
-        body["moe"] = {"task_type": "image"}
+    if wanted not in ("text", "image", "audio"):
+        raise InvalidRequest("format must be text, image or audio", param="format")
+    body = _body(prompt, request.query, speech=wanted == "audio")
+    if wanted != "text":
+        body["moe"] = {"task_type": "image" if wanted == "image" else "speech"}
     response = await moe.complete(moe.parse(body), request_id=request[REQUEST_ID_KEY])
     metadata = response.metadata
     headers = {
@@ -100,13 +101,12 @@ async def answer_prompt(request: web.Request, limit: int) -> web.StreamResponse:
         "X-MoE-Strategy": metadata.strategy,
         "X-MoE-Latency": f"{metadata.total_latency_ms / 1000:.3f}",
     }
-    if wanted == "image":
-        images = response.result.images
-        if not images:
-            notes = "; ".join(metadata.notes) or "the answer holds no image"
-            raise UpstreamError(f"no image was generated: {notes}", code="no_image")
-        image = images[0]
+    if wanted != "text":
+        media = response.result.images if wanted == "image" else response.result.audio
+        if not media:
+            notes = "; ".join(metadata.notes) or f"the answer holds no {wanted}"
+            raise UpstreamError(f"no {wanted} was generated: {notes}", code=f"no_{wanted}")
         return web.Response(
-            body=base64.b64decode(image.data), content_type=image.format, headers=headers
+            body=base64.b64decode(media[0].data), content_type=media[0].format, headers=headers
         )
     return web.Response(text=response.result.content, content_type="text/plain", headers=headers)
