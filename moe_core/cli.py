@@ -69,13 +69,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    _add_plugin_commands(commands)
     return parser
+
+
+COMMANDS_GROUP = "moe.commands"
+
+
+def _add_plugin_commands(commands: Any) -> None:
+    """Commands from plugins: each entry point in the ``moe.commands`` group is a function
+    ``add(commands)`` that adds its subparser and sets ``handler`` (``args -> exit code``) on it,
+    so a plugin extends the CLI without the core knowing it."""
+    from importlib.metadata import entry_points
+
+    for entry_point in entry_points(group=COMMANDS_GROUP):
+        if entry_point.name in _COMMANDS:
+            continue
+        try:
+            entry_point.load()(commands)
+        except Exception as exc:
+            print(
+                f"moe: warning: commands of plugin {entry_point.name!r} not loaded: "
+                f"{type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _COMMANDS[args.command](args)
+        handler = getattr(args, "handler", None) or _COMMANDS[args.command]
+        return handler(args)
     except (ConfigError, PluginError) as exc:
         print(f"moe: error: {exc}", file=sys.stderr)
         return 2

@@ -185,6 +185,24 @@ class Usage(BaseModel):
         )
 
 
+class ImageOutput(BaseModel):
+    """A generated image, base64-encoded, carried beside the text of an answer."""
+
+    data: str = Field(description="The image bytes, base64-encoded.")
+    description: str = ""
+    format: str = Field("image/jpeg", description="The image's MIME type.")
+    model: str | None = None
+
+
+class AudioOutput(BaseModel):
+    """Generated speech, base64-encoded, carried beside the text of an answer."""
+
+    data: str = Field(description="The audio bytes, base64-encoded.")
+    format: str = Field("audio/mpeg", description="The audio's MIME type.")
+    voice: str | None = None
+    transcript: str | None = None
+
+
 class ExpertResult(BaseModel):
     """A complete answer from one expert (or the merged answer of a combiner)."""
 
@@ -194,6 +212,12 @@ class ExpertResult(BaseModel):
     tool_calls: list[dict[str, Any]] | None = None
     usage: Usage | None = None
     model: str | None = Field(None, description="The model that really answered, if known.")
+    images: list[ImageOutput] = Field(default_factory=list)
+    audio: list[AudioOutput] = Field(default_factory=list)
+
+    def modalities(self) -> dict[str, Any]:
+        """What the answer carries: ``{"text": bool, "images": n, "audio": n}``."""
+        return {"text": bool(self.content), "images": len(self.images), "audio": len(self.audio)}
 
 
 class Delta(BaseModel):
@@ -205,6 +229,8 @@ class Delta(BaseModel):
     finish_reason: str | None = None
     usage: Usage | None = None
     model: str | None = None
+    images: list[ImageOutput] | None = None
+    audio: list[AudioOutput] | None = None
 
     @classmethod
     def whole(cls, result: ExpertResult) -> Delta:
@@ -216,6 +242,8 @@ class Delta(BaseModel):
             finish_reason=result.finish_reason,
             usage=result.usage,
             model=result.model,
+            images=result.images or None,
+            audio=result.audio or None,
         )
 
 

@@ -64,6 +64,7 @@ async def _stream(request: web.Request, parsed: Any) -> web.StreamResponse:
     await response.prepare(request)
     finish_reason = "stop"
     usage: Usage | None = None
+    modalities = {"text": False, "images": 0, "audio": 0}
     try:
         await response.write(writer.role())
         delta = first
@@ -73,8 +74,11 @@ async def _stream(request: web.Request, parsed: Any) -> web.StreamResponse:
                 await response.write(frame)
             finish_reason = delta.finish_reason or finish_reason
             usage = delta.usage or usage
+            modalities["text"] = modalities["text"] or bool(delta.content)
+            modalities["images"] += len(delta.images or ())
+            modalities["audio"] += len(delta.audio or ())
             delta = await anext(deltas, None)
-        await response.write(writer.finish(finish_reason, stream.metadata))
+        await response.write(writer.finish(finish_reason, stream.metadata, modalities))
         options = parsed.stream_options
         if options is not None and options.include_usage:
             await response.write(writer.usage(usage or Usage()))

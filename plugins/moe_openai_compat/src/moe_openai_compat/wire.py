@@ -16,7 +16,7 @@ def completion(response: MoEResponse) -> dict[str, Any]:
         message["reasoning_content"] = result.reasoning_content
     if result.tool_calls:
         message["tool_calls"] = result.tool_calls
-    return {
+    body = {
         "id": response.id,
         "object": "chat.completion",
         "created": response.created,
@@ -31,8 +31,18 @@ def completion(response: MoEResponse) -> dict[str, Any]:
         ],
         "usage": _usage(result.usage),
         "system_fingerprint": None,
-        "moe_metadata": response.metadata.model_dump(mode="json"),
+        "moe_metadata": {
+            **response.metadata.model_dump(mode="json"),
+            "modalities": result.modalities(),
+        },
     }
+    # Generated media travel beside the chat completion, as the Pollinations seed's clients read
+    # them; OpenAI SDKs keep unknown top-level keys (``completion.model_extra``).
+    if result.images:
+        body["images"] = [image.model_dump(exclude_none=True) for image in result.images]
+    if result.audio:
+        body["audio"] = [audio.model_dump(exclude_none=True) for audio in result.audio]
+    return body
 
 
 class ChunkWriter:
@@ -60,12 +70,26 @@ class ChunkWriter:
             body["reasoning_content"] = delta.reasoning_content
         if delta.tool_calls:
             body["tool_calls"] = delta.tool_calls
-        if not body:
+        media: dict[str, Any] = {}
+        if delta.images:
+            media["images"] = [image.model_dump(exclude_none=True) for image in delta.images]
+        if delta.audio:
+            media["audio"] = [audio.model_dump(exclude_none=True) for audio in delta.audio]
+        if not body and not media:
             return None
-        return self._frame([{"index": 0, "delta": body, "finish_reason": None}])
+        return self._frame([{"index": 0, "delta": body, "finish_reason": None}], **media)
 
-    def finish(self, finish_reason: str, metadata: MoEMetadata | None) -> bytes:
-        extra = {} if metadata is None else {"moe_metadata": metadata.model_dump(mode="json")}
+    def finish(
+        self,
+        finish_reason: str,
+        metadata: MoEMetadata | None,
+        modalities: dict[str, Any] | None = None,
+    ) -> bytes:
+        extra: dict[str, Any] = {}
+        if metadata is not None:
+            extra["moe_metadata"] = metadata.model_dump(mode="json")
+            if modalities is not None:
+                extra["moe_metadata"]["modalities"] = modalities
         return self._frame([{"index": 0, "delta": {}, "finish_reason": finish_reason}], **extra)
 
     def usage(self, usage: Usage) -> bytes:

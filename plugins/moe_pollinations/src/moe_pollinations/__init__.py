@@ -1,1 +1,2 @@
-"""moe plugin: Pollinations text, image and speech experts (not implemented yet)."""
+"""moe plugin: Pollinations text, image and speech experts, a task-classifier gate, a
+multimodal combiner and ``GET /{prompt}``."""
