@@ -1,0 +1,679 @@
+"""The ``multi-factor`` gate: filter, score, select, validate, and say why at every step.
+
+1. **Filter**: an expert is removed when it is disabled, its provider's circuit is open, it lacks
+   an ability the request needs, the prompt and answer do not fit its context window, its quality
+   is below the request's floor, its p95 latency is above the ceiling, or its expected cost is
+   above the budget. When none is left, the error names which filter removed which expert.
+2. **Score** (points out of 100 with the default weights): quality, cost efficiency (cheapest
+   candidate full points, the dearest none, on a log scale), performance history, learned weight,
+   task preference, vendor preference; provider diversity counts when fallbacks and parallel
+   sets are picked. A request whose quality requirement is at least ``high_quality_threshold``
+   ranks for quality: cost counts only ``high_quality_cost_factor`` of its weight.
+3. **Select**: the best expert and, from other providers first, the next best as fallbacks; or,
+   when the seed's triggers fire, three provider-diverse experts plus a judge.
+4. **Validate**: the cost prediction of what was chosen, and when a budget is set and the caller
+   gave no ``max_tokens``, a ``max_tokens`` that keeps even the longest answer within it.
+
+A running A/B test (an :class:`~moe_core.signals.ExperimentSignal` tracker) overrides the pick
+when its expert passed the filters, and the decision says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import Field
+
+from moe_core.builtins.multi_factor_request import Requirements, read_requirements
+from moe_core.cost import (
+    CHARS_PER_TOKEN,
+    EXPECTED_OUTPUT_TOKENS,
+    budget_output_cap,
+    predict_cost,
+)
+from moe_core.errors import NoEligibleExpert
+from moe_core.models import ChatRequest, ExpertCard, RoutingDecision
+from moe_core.parts import Gate, Tracker
+from moe_core.plugins import Options
+from moe_core.signals import (
+    BreakerSignal,
+    ExperimentSignal,
+    PerformanceSignal,
+    WeightSignal,
+    find_signals,
+)
+
+JUDGE_OUTPUT_TOKENS = 200
+"""The judge combiner asks its judge for at most this many tokens."""
+_CHEAPEST_USD = 1e-7
+"""Free models are priced at this for the log scale of cost efficiency."""
+FILTERS = (
+    "disabled",
+    "circuit open",
+    "capabilities",
+    "context window",
+    "quality floor",
+    "latency ceiling",
+    "budget",
+)
+
+
+class Weights(Options):
+    """Points each factor is worth (the defaults add up to 100)."""
+
+    quality: float = Field(50, ge=0)
+    cost: float = Field(20, ge=0)
+    performance: float = Field(10, ge=0)
+    learned: float = Field(7, ge=0)
+    task_preference: float = Field(8, ge=0)
+    diversity: float = Field(3, ge=0, description="For fallbacks and parallel sets")
+    vendor_preference: float = Field(2, ge=0)
+
+
+class MultiFactorOptions(Options):
+    weights: Weights = Field(default_factory=Weights)
+    quality_baseline: float = Field(
+        0.5, ge=0, lt=1, description="Card quality worth no points (spreads the useful range)"
+    )
+    default_quality_requirement: float | None = Field(None, ge=0, le=1)
+    high_quality_threshold: float = Field(0.9, ge=0, le=1)
+    high_quality_cost_factor: float = Field(0.1, ge=0, le=1)
+    fallbacks: int = Field(3, ge=0, le=10)
+    parallel_experts: int = Field(3, ge=2, le=10)
+    parallel_strategy: str = Field("judge", description="Combiner for parallel decisions")
+    parallel_without_judge: str = Field(
+        "quality-weighted", description="Combiner when no judge is available"
+    )
+    parallel_strategies: list[str] = Field(
+        default_factory=lambda: [
+            "judge",
+            "parallel-vote",
+            "quality-weighted",
+            "first-success",
+            "concat",
+            "mixture-of-agents",
+        ],
+        description="Naming one of these in moe.strategy asks for parallel execution",
+    )
+    critical_task_types: list[str] = Field(
+        default_factory=lambda: ["security_audit", "code_review", "planning", "reasoning"]
+    )
+    parallel_quality: float = Field(0.9, ge=0, le=1)
+    parallel_min_budget_usd: float = Field(0.05, ge=0)
+    task_capabilities: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "code_generation": ["code"],
+            "code_review": ["code"],
+            "debugging": ["code"],
+            "refactoring": ["code"],
+            "multimodal": ["vision"],
+        },
+        description="Abilities every candidate needs for a task type",
+    )
+    expected_output_tokens: dict[str, int] = Field(
+        default_factory=lambda: dict(EXPECTED_OUTPUT_TOKENS)
+    )
+    chars_per_token: float = Field(CHARS_PER_TOKEN, gt=0)
+
+
+@dataclass(slots=True)
+class _Profile:
+    """What the gate needs of a card, computed once per card."""
+
+    name: str
+    card: ExpertCard
+    provider: str
+    abilities: frozenset[str]
+    quality: float
+    quality_points: float
+    per_in: float
+    per_out: float
+    latency_ms: float | None
+
+
+@dataclass(slots=True)
+class _Candidate:
+    profile: _Profile
+    expected_usd: float
+    parts: dict[str, float] = field(default_factory=dict)
+    total: float = 0.0
+
+
+@dataclass(slots=True)
+class _Signals:
+    breakers: list[BreakerSignal]
+    performance: list[PerformanceSignal]
+    weights: list[WeightSignal]
+    experiments: list[ExperimentSignal]
+
+
+class MultiFactorGate(Gate):
+    """Picks experts by quality, cost, latency, abilities and history, with an evidence trail."""
+
+    options: MultiFactorOptions
+
+    def __init__(self, name: str, options: MultiFactorOptions) -> None:
+        super().__init__(name, options)
+        self._profiles: dict[str, _Profile] = {}
+        self._signals_of: Mapping[str, Tracker] | None = None
+        self._signals = _Signals([], [], [], [])
+        self._parallel_strategies = frozenset(options.parallel_strategies)
+        self._critical = frozenset(options.critical_task_types)
+
+    # -- per-card and per-tracker work done once ------------------------------------------
+
+    def _profile(self, name: str, card: ExpertCard) -> _Profile:
+        profile = self._profiles.get(name)
+        if profile is not None and profile.card is card:
+            return profile
+        abilities = set(card.capabilities) | set(card.modalities_in)
+        for flag, ability in (
+            (card.supports_streaming, "streaming"),
+            (card.supports_tools, "tools"),
+            (card.supports_vision or "image" in card.modalities_in, "vision"),
+            (card.supports_json, "json"),
+        ):
+            if flag:
+                abilities.add(ability)
+        quality = 0.5 if card.quality is None else card.quality
+        baseline = self.options.quality_baseline
+        profile = _Profile(
+            name=name,
+            card=card,
+            provider=card.provider,
+            abilities=frozenset(abilities),
+            quality=quality,
+            quality_points=max(0.0, (quality - baseline) / (1 - baseline)),
+            per_in=card.cost_per_1k_input / 1000,
+            per_out=card.cost_per_1k_output / 1000,
+            latency_ms=card.latency_p95_ms if card.latency_p95_ms is not None else None,
+        )
+        if profile.latency_ms is None and card.latency_p50_ms is not None:
+            profile.latency_ms = card.latency_p50_ms
+        self._profiles[name] = profile
+        return profile
+
+    def _signals_from(self, signals: Mapping[str, Tracker]) -> _Signals:
+        if signals is not self._signals_of:
+            self._signals = _Signals(
+                list(find_signals(signals, BreakerSignal)),
+                list(find_signals(signals, PerformanceSignal)),
+                list(find_signals(signals, WeightSignal)),
+                list(find_signals(signals, ExperimentSignal)),
+            )
+            self._signals_of = signals
+        return self._signals
+
+    # -- the decision -----------------------------------------------------------------------
+
+    async def route(
+        self,
+        request: ChatRequest,
+        experts: Mapping[str, ExpertCard],
+        signals: Mapping[str, Tracker],
+    ) -> RoutingDecision:
+        options = self.options
+        needs = read_requirements(
+            request,
+            task_abilities=options.task_capabilities,
+            parallel_strategies=self._parallel_strategies,
+            default_quality=options.default_quality_requirement,
+            chars_per_token=options.chars_per_token,
+            expected_output=options.expected_output_tokens,
+        )
+        found = self._signals_from(signals)
+        profiles = [self._profile(name, card) for name, card in experts.items()]
+        candidates, removed, usable = self._filter(profiles, needs, found)
+        if not candidates:
+            raise NoEligibleExpert(_nothing_left(removed, len(profiles)), param="moe")
+        self._score(candidates, needs, found)
+        candidates.sort(key=lambda c: c.total, reverse=True)
+        return self._select(candidates, removed, usable, needs, found, request)
+
+    def _filter(
+        self, profiles: list[_Profile], needs: Requirements, found: _Signals
+    ) -> tuple[list[_Candidate], list[tuple[str, str, str]], list[_Profile]]:
+        """Candidates that pass every filter, (expert, filter, why) for the others, and the
+        experts that could at least be called (enabled, circuit closed, big enough: judges)."""
+        estimate = needs.estimate
+        floor, ceiling, budget = needs.quality_floor, needs.latency_ceiling_ms, needs.budget_usd
+        limit = estimate.output_limit
+        candidates: list[_Candidate] = []
+        removed: list[tuple[str, str, str]] = []
+        usable: list[_Profile] = []
+        open_providers: dict[str, bool] = {}
+        for p in profiles:
+            card = p.card
+            if not card.enabled:
+                removed.append((p.name, "disabled", "disabled in its card"))
+                continue
+            if found.breakers:
+                is_open = open_providers.get(p.provider)
+                if is_open is None:
+                    is_open = any(b.circuit_open(p.provider) for b in found.breakers)
+                    open_providers[p.provider] = is_open
+                if is_open or any(b.circuit_open(p.name) for b in found.breakers):
+                    which = p.provider if is_open else p.name
+                    removed.append((p.name, "circuit open", f"circuit open for {which}"))
+                    continue
+            output = estimate.output_for(card.max_output_tokens)
+            window = card.context_window
+            if window is not None and estimate.input_tokens + output > window:
+                removed.append(
+                    (
+                        p.name,
+                        "context window",
+                        f"{estimate.input_tokens} + {output} tokens > {window}",
+                    )
+                )
+                continue
+            usable.append(p)
+            missing = needs.abilities - p.abilities
+            if missing:
+                removed.append((p.name, "capabilities", f"lacks {', '.join(sorted(missing))}"))
+                continue
+            if floor is not None and p.quality < floor:
+                removed.append((p.name, "quality floor", f"quality {p.quality:g} < {floor:g}"))
+                continue
+            if ceiling is not None and p.latency_ms is not None and p.latency_ms > ceiling:
+                removed.append(
+                    (p.name, "latency ceiling", f"p95 {p.latency_ms:g} ms > {ceiling:g} ms")
+                )
+                continue
+            expected = estimate.input_tokens * p.per_in + output * p.per_out
+            if budget is not None:
+                if expected > budget:
+                    removed.append(
+                        (p.name, "budget", f"expected ${expected:.6f} > budget ${budget:.6f}")
+                    )
+                    continue
+                if limit is not None:
+                    worst = estimate.charged_prompt_tokens * p.per_in + limit * p.per_out
+                    if worst > budget:
+                        removed.append(
+                            (
+                                p.name,
+                                "budget",
+                                f"max_tokens {limit} may cost ${worst:.6f} > ${budget:.6f}",
+                            )
+                        )
+                        continue
+            candidates.append(_Candidate(p, expected))
+        return candidates, removed, usable
+
+    def _score(self, candidates: list[_Candidate], needs: Requirements, found: _Signals) -> None:
+        weights = self.options.weights
+        cost_weight = weights.cost
+        floor = needs.quality_floor
+        if floor is not None and floor >= self.options.high_quality_threshold:
+            cost_weight *= self.options.high_quality_cost_factor
+        logs = [math.log(max(c.expected_usd, _CHEAPEST_USD)) for c in candidates]
+        cheapest, dearest = min(logs), max(logs)
+        spread = dearest - cheapest
+        task = needs.task_type
+        for candidate, log_cost in zip(candidates, logs, strict=True):
+            p = candidate.profile
+            efficiency = 1.0 if spread < 1e-9 else (dearest - log_cost) / spread
+            history = 0.5
+            for tracker in found.performance:
+                view = tracker.performance(p.name, task)
+                if view is not None:
+                    history = view.confidence * view.success_rate + (1 - view.confidence) * 0.5
+                    break
+            learned = 1.0
+            for tracker in found.weights:
+                learned *= tracker.learned_weight(p.name, task)
+            parts = {
+                "quality": weights.quality * p.quality_points,
+                "cost": cost_weight * efficiency,
+                "performance": weights.performance * history,
+                "learned": weights.learned * min(1.0, max(0.0, learned / 2)),
+                "task_preference": weights.task_preference * p.card.task_preferences.get(task, 0.0),
+                "vendor_preference": weights.vendor_preference
+                if p.provider in needs.vendors
+                else 0.0,
+            }
+            candidate.parts = parts
+            candidate.total = sum(parts.values())
+
+    # -- selection and validation -----------------------------------------------------------
+
+    def _select(
+        self,
+        ranked: list[_Candidate],
+        removed: list[tuple[str, str, str]],
+        usable: list[_Profile],
+        needs: Requirements,
+        found: _Signals,
+        request: ChatRequest,
+    ) -> RoutingDecision:
+        evidence: list[Any] = [needs.summary()]
+        evidence.extend(
+            {"kind": "filtered", "expert": name, "filter": which, "detail": why}
+            for name, which, why in removed
+        )
+        notes: list[str] = []
+        floor = needs.quality_floor
+        if floor is not None and floor >= self.options.high_quality_threshold:
+            notes.append(
+                f"quality requirement {floor:g} ranks for quality (cost counts "
+                f"{self.options.high_quality_cost_factor:.0%} of its weight)"
+            )
+        experiment = self._experiment(ranked, request, needs, found, evidence, notes)
+        if experiment is not None:
+            ranked = [experiment, *(c for c in ranked if c is not experiment)]
+
+        triggers = [] if experiment is not None else self._parallel_triggers(needs)
+        if triggers and len(ranked) > 1:
+            decision = self._parallel(ranked, usable, needs, triggers, evidence, notes)
+            if decision is not None:
+                return decision
+        elif triggers:
+            notes.append(f"parallel execution wanted ({triggers[0]}) but only one expert passed")
+
+        top = ranked[0]
+        budget = needs.budget_usd
+        cap = None
+        overrides: dict[str, Any] = {}
+        estimate = needs.estimate
+        card = top.profile.card
+        if budget is not None and estimate.output_limit is None and top.profile.per_out:
+            room = budget_output_cap(
+                card.cost_per_1k_input, card.cost_per_1k_output, estimate, budget
+            )
+            if room < estimate.output_max(card.max_output_tokens):
+                cap = room
+                overrides["max_tokens"] = cap
+                notes.append(f"max_tokens {cap} keeps the longest answer within the budget")
+        fallbacks = self._diverse(ranked[1:], {top.profile.provider}, self.options.fallbacks)
+        if budget is not None:
+            fallbacks = [c for c in fallbacks if self._worst(c.profile, needs, cap) <= budget]
+        prediction = predict_cost(
+            card.cost_per_1k_input,
+            card.cost_per_1k_output,
+            card.max_output_tokens,
+            estimate,
+            budget,
+            output_cap=cap,
+        )
+        evidence.extend(_score_item(c) for c in (top, *fallbacks))
+        evidence.append(prediction.evidence(top.profile.name))
+        runner_up = ranked[1] if len(ranked) > 1 else None
+        rationale = _rationale(top, needs, prediction.expected_usd, runner_up, removed, notes)
+        confidence = 0.5 if experiment is not None else _confidence(top, runner_up)
+        return RoutingDecision.model_construct(
+            experts=[top.profile.name],
+            strategy=None,
+            fallbacks=[c.profile.name for c in fallbacks],
+            gate=self.name,
+            confidence=confidence,
+            rationale=rationale,
+            runner_up=None if runner_up is None else runner_up.profile.name,
+            scores={c.profile.name: round(c.total, 2) for c in ranked},
+            evidence=evidence,
+            overrides=overrides,
+            judge=None,
+        )
+
+    def _worst(self, p: _Profile, needs: Requirements, cap: int | None) -> float:
+        """What the budget check before a call charges for this expert."""
+        estimate = needs.estimate
+        output = estimate.output_max(p.card.max_output_tokens, cap)
+        return estimate.charged_prompt_tokens * p.per_in + output * p.per_out
+
+    def _diverse(
+        self, ranked: list[_Candidate], providers: set[str], count: int, *, strict: bool = False
+    ) -> list[_Candidate]:
+        """The ``count`` best of ``ranked``, a new provider worth the diversity weight (or, with
+        ``strict``, always first: a parallel set asks as many providers as it can)."""
+        bonus = 1e9 if strict else self.options.weights.diversity
+        chosen: list[_Candidate] = []
+        seen = set(providers)
+        pool = list(ranked)
+        while pool and len(chosen) < count:
+            best = max(
+                pool, key=lambda c: c.total + (bonus if c.profile.provider not in seen else 0.0)
+            )
+            pool.remove(best)
+            chosen.append(best)
+            seen.add(best.profile.provider)
+        return chosen
+
+    def _experiment(
+        self,
+        ranked: list[_Candidate],
+        request: ChatRequest,
+        needs: Requirements,
+        found: _Signals,
+        evidence: list[Any],
+        notes: list[str],
+    ) -> _Candidate | None:
+        for tracker in found.experiments:
+            assigned = tracker.assignment(request, needs.task_type)
+            if assigned is None:
+                continue
+            item = {
+                "kind": "experiment",
+                "assigned": assigned,
+                "top_scored": ranked[0].profile.name,
+            }
+            match = next((c for c in ranked if c.profile.name == assigned), None)
+            item["applied"] = match is not None
+            evidence.append(item)
+            if match is None:
+                notes.append(f"an A/B test assigned {assigned}, which did not pass the filters")
+                return None
+            notes.append(f"an A/B test assigned this request to {assigned}")
+            return match
+        return None
+
+    def _parallel_triggers(self, needs: Requirements) -> list[str]:
+        if needs.single_asked:
+            return []
+        triggers = []
+        if needs.parallel_asked:
+            triggers.append("the request asked for parallel execution")
+        if needs.task_type in self._critical:
+            triggers.append(f"task type {needs.task_type} is critical")
+        floor, budget = needs.quality_floor, needs.budget_usd
+        options = self.options
+        if (
+            floor is not None
+            and floor >= options.parallel_quality
+            and budget is not None
+            and budget >= options.parallel_min_budget_usd
+        ):
+            triggers.append(
+                f"quality requirement {floor:g} >= {options.parallel_quality:g} with budget "
+                f"${budget:g} >= ${options.parallel_min_budget_usd:g}"
+            )
+        if needs.critical:
+            triggers.append("moe.metadata.critical is true")
+        return triggers
+
+    def _parallel(
+        self,
+        ranked: list[_Candidate],
+        usable: list[_Profile],
+        needs: Requirements,
+        triggers: list[str],
+        evidence: list[Any],
+        notes: list[str],
+    ) -> RoutingDecision | None:
+        """Several provider-diverse experts and a judge, or None when the budget forbids it."""
+        options = self.options
+        chosen = self._diverse(
+            ranked[1:], {ranked[0].profile.provider}, options.parallel_experts - 1, strict=True
+        )
+        chosen.insert(0, ranked[0])
+        names = {c.profile.name for c in chosen}
+        judges = [p for p in usable if p.name not in names]
+        judge = max(judges, key=lambda p: (p.quality, -p.per_out)) if judges else None
+        estimate = needs.estimate
+        outputs = [estimate.output_for(c.profile.card.max_output_tokens) for c in chosen]
+        total = sum(c.expected_usd for c in chosen)
+        judge_usd = 0.0
+        if judge is not None:
+            judge_in = estimate.input_tokens + sum(outputs)
+            judge_usd = judge_in * judge.per_in + JUDGE_OUTPUT_TOKENS * judge.per_out
+        budget = needs.budget_usd
+        overrides: dict[str, Any] = {}
+        if budget is not None:
+            if total + judge_usd > budget:
+                notes.append(
+                    f"parallel execution skipped: {len(chosen)} experts and a judge would cost "
+                    f"${total + judge_usd:.6f} > budget ${budget:.6f}"
+                )
+                evidence.append({"kind": "parallel", "triggers": triggers, "applied": False})
+                return None
+            if estimate.output_limit is None:
+                cap = self._parallel_cap(chosen, judge, needs)
+                if cap < max(outputs):
+                    notes.append("parallel execution skipped: the budget leaves too short answers")
+                    evidence.append({"kind": "parallel", "triggers": triggers, "applied": False})
+                    return None
+                overrides["max_tokens"] = cap
+        names_list = [c.profile.name for c in chosen]
+        expected_quality = max(c.profile.quality for c in chosen)
+        strategy = (
+            options.parallel_strategy if judge is not None else options.parallel_without_judge
+        )
+        evidence.append(
+            {
+                "kind": "parallel",
+                "triggers": triggers,
+                "applied": True,
+                "experts": names_list,
+                "providers": [c.profile.provider for c in chosen],
+                "judge": None if judge is None else judge.name,
+                "strategy": strategy,
+                "expected_quality": expected_quality,
+                "estimated_cost_usd": round(total + judge_usd, 8),
+            }
+        )
+        evidence.extend(_score_item(c) for c in chosen)
+        for candidate in chosen:
+            card = candidate.profile.card
+            prediction = predict_cost(
+                card.cost_per_1k_input,
+                card.cost_per_1k_output,
+                card.max_output_tokens,
+                estimate,
+                budget,
+                output_cap=overrides.get("max_tokens"),
+            )
+            evidence.append(prediction.evidence(candidate.profile.name))
+        judged = (
+            f"Judge {judge.name} (quality {judge.quality:g}) picks the best answer."
+            if judge is not None
+            else f"No judge available: {strategy} merges the answers."
+        )
+        rationale = (
+            f"Parallel execution with {len(chosen)} experts ({', '.join(names_list)}) for "
+            f"{needs.task_type} because {'; '.join(triggers)}: expected quality "
+            f"{expected_quality:g} at an estimated ${total + judge_usd:.6f}. {judged}"
+        )
+        if notes:
+            rationale += " " + "; ".join(notes) + "."
+        return RoutingDecision.model_construct(
+            experts=names_list,
+            strategy=strategy,
+            fallbacks=[],
+            gate=self.name,
+            confidence=_confidence(ranked[0], ranked[1] if len(ranked) > 1 else None),
+            rationale=rationale,
+            runner_up=None,
+            scores={c.profile.name: round(c.total, 2) for c in ranked},
+            evidence=evidence,
+            overrides=overrides,
+            judge=None if judge is None else judge.name,
+        )
+
+    def _parallel_cap(
+        self, chosen: list[_Candidate], judge: _Profile | None, needs: Requirements
+    ) -> int:
+        """The largest ``max_tokens`` for which every answer and the judge's verdict, at their
+        longest, stay within the budget together."""
+        estimate = needs.estimate
+        prompt_tokens = estimate.charged_prompt_tokens
+        fixed = sum(prompt_tokens * c.profile.per_in for c in chosen)
+        per_token = sum(c.profile.per_out for c in chosen)
+        if judge is not None:
+            # The judge reads the question and every answer, and writes a short verdict.
+            fixed += prompt_tokens * judge.per_in + JUDGE_OUTPUT_TOKENS * judge.per_out
+            per_token += len(chosen) * judge.per_in
+        assert needs.budget_usd is not None
+        if per_token == 0:
+            return max(estimate.output_for(c.profile.card.max_output_tokens) for c in chosen)
+        return max(0, math.floor((needs.budget_usd - fixed) / per_token * (1 - 1e-9)))
+
+
+def _score_item(candidate: _Candidate) -> dict[str, Any]:
+    return {
+        "kind": "score",
+        "expert": candidate.profile.name,
+        "provider": candidate.profile.provider,
+        "total": round(candidate.total, 2),
+        "parts": {key: round(value, 2) for key, value in candidate.parts.items()},
+    }
+
+
+def _confidence(top: _Candidate, runner_up: _Candidate | None) -> float:
+    """How clearly the top expert beat the next: 0.5 for a tie, about 0.96 for 10 points."""
+    if runner_up is None:
+        return 1.0
+    return round(1 / (1 + math.exp(-(top.total - runner_up.total) / 3)), 4)
+
+
+def _rationale(
+    top: _Candidate,
+    needs: Requirements,
+    expected_usd: float,
+    runner_up: _Candidate | None,
+    removed: list[tuple[str, str, str]],
+    notes: list[str],
+) -> str:
+    p = top.profile
+    reasons = [f"quality {p.quality:g}", f"estimated cost ${expected_usd:.6f}"]
+    if needs.abilities:
+        reasons.append(f"supports {', '.join(sorted(needs.abilities))}")
+    if p.card.context_window is not None and needs.estimate.input_tokens > 32_000:
+        reasons.append(f"{p.card.context_window:,}-token context window")
+    if needs.latency_ceiling_ms is not None and p.latency_ms is not None:
+        reasons.append(f"p95 latency {p.latency_ms:g} ms")
+    preference = p.card.task_preferences.get(needs.task_type, 0.0)
+    if preference >= 1:
+        reasons.append(f"preferred for {needs.task_type}")
+    elif preference > 0:
+        reasons.append(f"a budget choice for {needs.task_type}")
+    if p.provider in needs.vendors:
+        reasons.append(f"preferred vendor {p.provider}")
+    text = (
+        f"Selected {p.name} for {needs.task_type} based on: {', '.join(reasons)}. "
+        f"Overall score: {top.total:.1f}/100"
+    )
+    if runner_up is not None:
+        text += f" (runner-up {runner_up.profile.name}: {runner_up.total:.1f})"
+    text += "."
+    if removed:
+        counts: dict[str, int] = {}
+        for _, which, _ in removed:
+            counts[which] = counts.get(which, 0) + 1
+        text += f" Filtered out {len(removed)}: " + ", ".join(
+            f"{which} {count}" for which, count in counts.items()
+        )
+        text += "."
+    if notes:
+        text += " " + "; ".join(notes) + "."
+    return text
+
+
+def _nothing_left(removed: list[tuple[str, str, str]], total: int) -> str:
+    by_filter: dict[str, list[str]] = {}
+    for name, which, why in removed:
+        by_filter.setdefault(which, []).append(f"{name} ({why})")
+    parts = [f"{which}: {', '.join(names)}" for which, names in by_filter.items()]
+    return f"No expert meets this request's requirements ({total} considered). " + "; ".join(parts)
