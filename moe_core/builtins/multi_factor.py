@@ -675,5 +675,5 @@ def _nothing_left(removed: list[tuple[str, str, str]], total: int) -> str:
     by_filter: dict[str, list[str]] = {}
     for name, which, why in removed:
         by_filter.setdefault(which, []).append(f"{name} ({why})")
-    parts = [f"{which}: {', '.join(names)}" for which, names in by_filter.items()]
+    parts = [f"{which}: {', '.join(by_filter[which])}" for which in FILTERS if which in by_filter]
     return f"No expert meets this request's requirements ({total} considered). " + "; ".join(parts)
