@@ -51,3 +51,7 @@ bench-batching: install
 
 bench-combiners: install
 	$(BIN)/python bench/cascade_scorer.py $(ARGS)
+
+.PHONY: bench-multifactor
+bench-multifactor: install
+	$(BIN)/python bench/multi_factor.py $(ARGS)

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field
 
+from moe_core.builtins import multi_factor_explain as explain
+from moe_core.builtins.multi_factor_explain import Removed
 from moe_core.builtins.multi_factor_request import Requirements, read_requirements
 from moe_core.cost import (
     CHARS_PER_TOKEN,
@@ -50,15 +52,6 @@ JUDGE_OUTPUT_TOKENS = 200
 """The judge combiner asks its judge for at most this many tokens."""
 _CHEAPEST_USD = 1e-7
 """Free models are priced at this for the log scale of cost efficiency."""
-FILTERS = (
-    "disabled",
-    "circuit open",
-    "capabilities",
-    "context window",
-    "quality floor",
-    "latency ceiling",
-    "budget",
-)
 
 
 class Weights(Options):
@@ -119,7 +112,7 @@ class MultiFactorOptions(Options):
     chars_per_token: float = Field(CHARS_PER_TOKEN, gt=0)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Profile:
     """What the gate needs of a card, computed once per card."""
 
@@ -132,13 +125,17 @@ class _Profile:
     per_in: float
     per_out: float
     latency_ms: float | None
+    enabled: bool
+    max_output: int | None
+    window: int | None
+    preferences: dict[str, float]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Candidate:
     profile: _Profile
     expected_usd: float
-    parts: dict[str, float] = field(default_factory=dict)
+    parts: tuple[float, ...] = ()
     total: float = 0.0
 
 
@@ -158,6 +155,7 @@ class MultiFactorGate(Gate):
     def __init__(self, name: str, options: MultiFactorOptions) -> None:
         super().__init__(name, options)
         self._profiles: dict[str, _Profile] = {}
+        self._last_profiles: list[_Profile] = []
         self._signals_of: Mapping[str, Tracker] | None = None
         self._signals = _Signals([], [], [], [])
         self._parallel_strategies = frozenset(options.parallel_strategies)
@@ -189,12 +187,28 @@ class MultiFactorGate(Gate):
             quality_points=max(0.0, (quality - baseline) / (1 - baseline)),
             per_in=card.cost_per_1k_input / 1000,
             per_out=card.cost_per_1k_output / 1000,
-            latency_ms=card.latency_p95_ms if card.latency_p95_ms is not None else None,
+            latency_ms=card.latency_p95_ms
+            if card.latency_p95_ms is not None
+            else card.latency_p50_ms,
+            enabled=card.enabled,
+            max_output=card.max_output_tokens,
+            window=card.context_window,
+            preferences=card.task_preferences,
         )
-        if profile.latency_ms is None and card.latency_p50_ms is not None:
-            profile.latency_ms = card.latency_p50_ms
         self._profiles[name] = profile
         return profile
+
+    def _profiles_for(self, experts: Mapping[str, ExpertCard]) -> list[_Profile]:
+        """The profiles of ``experts``, reused while the cards are the same objects."""
+        cached = self._last_profiles
+        if len(cached) == len(experts):
+            for profile, (name, card) in zip(cached, experts.items(), strict=True):
+                if profile.card is not card or profile.name != name:
+                    break
+            else:
+                return cached
+        self._last_profiles = [self._profile(name, card) for name, card in experts.items()]
+        return self._last_profiles
 
     def _signals_from(self, signals: Mapping[str, Tracker]) -> _Signals:
         if signals is not self._signals_of:
@@ -225,136 +239,136 @@ class MultiFactorGate(Gate):
             expected_output=options.expected_output_tokens,
         )
         found = self._signals_from(signals)
-        profiles = [self._profile(name, card) for name, card in experts.items()]
+        profiles = self._profiles_for(experts)
         candidates, removed, usable = self._filter(profiles, needs, found)
         if not candidates:
-            raise NoEligibleExpert(_nothing_left(removed, len(profiles)), param="moe")
+            raise NoEligibleExpert(explain.nothing_left(removed, needs, len(profiles)), param="moe")
         self._score(candidates, needs, found)
         candidates.sort(key=lambda c: c.total, reverse=True)
         return self._select(candidates, removed, usable, needs, found, request)
 
     def _filter(
         self, profiles: list[_Profile], needs: Requirements, found: _Signals
-    ) -> tuple[list[_Candidate], list[tuple[str, str, str]], list[_Profile]]:
-        """Candidates that pass every filter, (expert, filter, why) for the others, and the
-        experts that could at least be called (enabled, circuit closed, big enough: judges)."""
+    ) -> tuple[list[_Candidate], Removed, list[_Profile]]:
+        """Candidates that pass every filter, what each filter removed (expert to its value),
+        and the experts that could at least be called (enabled, circuit closed, big enough):
+        possible judges."""
         estimate = needs.estimate
         floor, ceiling, budget = needs.quality_floor, needs.latency_ceiling_ms, needs.budget_usd
+        abilities = needs.abilities
+        prompt, usual = estimate.input_tokens, estimate.output_expected
         limit = estimate.output_limit
+        charged = estimate.charged_prompt_tokens
+        breakers = found.breakers
         candidates: list[_Candidate] = []
-        removed: list[tuple[str, str, str]] = []
+        removed: Removed = {}
         usable: list[_Profile] = []
         open_providers: dict[str, bool] = {}
         for p in profiles:
-            card = p.card
-            if not card.enabled:
-                removed.append((p.name, "disabled", "disabled in its card"))
+            name = p.name
+            if not p.enabled:
+                removed.setdefault("disabled", {})[name] = False
                 continue
-            if found.breakers:
-                is_open = open_providers.get(p.provider)
-                if is_open is None:
-                    is_open = any(b.circuit_open(p.provider) for b in found.breakers)
-                    open_providers[p.provider] = is_open
-                if is_open or any(b.circuit_open(p.name) for b in found.breakers):
-                    which = p.provider if is_open else p.name
-                    removed.append((p.name, "circuit open", f"circuit open for {which}"))
+            if breakers:
+                provider = p.provider
+                blocked = open_providers.get(provider)
+                if blocked is None:
+                    blocked = False
+                    for breaker in breakers:
+                        if breaker.circuit_open(provider):
+                            blocked = True
+                            break
+                    open_providers[provider] = blocked
+                if blocked:
+                    removed.setdefault("circuit open", {})[name] = provider
                     continue
-            output = estimate.output_for(card.max_output_tokens)
-            window = card.context_window
-            if window is not None and estimate.input_tokens + output > window:
-                removed.append(
-                    (
-                        p.name,
-                        "context window",
-                        f"{estimate.input_tokens} + {output} tokens > {window}",
-                    )
-                )
+                for breaker in breakers:
+                    if breaker.circuit_open(name):
+                        blocked = True
+                        break
+                if blocked:
+                    removed.setdefault("circuit open", {})[name] = name
+                    continue
+            output = p.max_output if p.max_output is not None and p.max_output < usual else usual
+            if p.window is not None and prompt + output > p.window:
+                removed.setdefault("context window", {})[name] = p.window
                 continue
             usable.append(p)
-            missing = needs.abilities - p.abilities
-            if missing:
-                removed.append((p.name, "capabilities", f"lacks {', '.join(sorted(missing))}"))
+            if abilities and not abilities <= p.abilities:
+                removed.setdefault("capabilities", {})[name] = sorted(abilities - p.abilities)
                 continue
             if floor is not None and p.quality < floor:
-                removed.append((p.name, "quality floor", f"quality {p.quality:g} < {floor:g}"))
+                removed.setdefault("quality floor", {})[name] = p.quality
                 continue
             if ceiling is not None and p.latency_ms is not None and p.latency_ms > ceiling:
-                removed.append(
-                    (p.name, "latency ceiling", f"p95 {p.latency_ms:g} ms > {ceiling:g} ms")
-                )
+                removed.setdefault("latency ceiling", {})[name] = p.latency_ms
                 continue
-            expected = estimate.input_tokens * p.per_in + output * p.per_out
+            expected = prompt * p.per_in + output * p.per_out
             if budget is not None:
-                if expected > budget:
-                    removed.append(
-                        (p.name, "budget", f"expected ${expected:.6f} > budget ${budget:.6f}")
-                    )
+                # With the caller's max_tokens the longest answer must fit (the gateway checks
+                # that before each call); without, the gate caps it, so the expected cost must.
+                cost = expected if limit is None else charged * p.per_in + limit * p.per_out
+                if cost > budget:
+                    removed.setdefault("budget", {})[name] = round(cost, 8)
                     continue
-                if limit is not None:
-                    worst = estimate.charged_prompt_tokens * p.per_in + limit * p.per_out
-                    if worst > budget:
-                        removed.append(
-                            (
-                                p.name,
-                                "budget",
-                                f"max_tokens {limit} may cost ${worst:.6f} > ${budget:.6f}",
-                            )
-                        )
-                        continue
             candidates.append(_Candidate(p, expected))
         return candidates, removed, usable
 
     def _score(self, candidates: list[_Candidate], needs: Requirements, found: _Signals) -> None:
         weights = self.options.weights
+        w_quality, w_performance, w_learned = weights.quality, weights.performance, weights.learned
+        w_preference, w_vendor = weights.task_preference, weights.vendor_preference
         cost_weight = weights.cost
         floor = needs.quality_floor
         if floor is not None and floor >= self.options.high_quality_threshold:
             cost_weight *= self.options.high_quality_cost_factor
-        logs = [math.log(max(c.expected_usd, _CHEAPEST_USD)) for c in candidates]
-        cheapest, dearest = min(logs), max(logs)
-        spread = dearest - cheapest
-        task = needs.task_type
+        log = math.log
+        logs = [
+            log(c.expected_usd if c.expected_usd > _CHEAPEST_USD else _CHEAPEST_USD)
+            for c in candidates
+        ]
+        dearest = max(logs)
+        spread = dearest - min(logs)
+        cost_per_log = cost_weight / spread if spread > 1e-9 else 0.0
+        task, vendors = needs.task_type, needs.vendors
+        history_sources, weight_sources = found.performance, found.weights
         for candidate, log_cost in zip(candidates, logs, strict=True):
             p = candidate.profile
-            efficiency = 1.0 if spread < 1e-9 else (dearest - log_cost) / spread
+            cost = cost_weight if cost_per_log == 0.0 else (dearest - log_cost) * cost_per_log
             history = 0.5
-            for tracker in found.performance:
+            for tracker in history_sources:
                 view = tracker.performance(p.name, task)
                 if view is not None:
                     history = view.confidence * view.success_rate + (1 - view.confidence) * 0.5
                     break
             learned = 1.0
-            for tracker in found.weights:
+            for tracker in weight_sources:
                 learned *= tracker.learned_weight(p.name, task)
-            parts = {
-                "quality": weights.quality * p.quality_points,
-                "cost": cost_weight * efficiency,
-                "performance": weights.performance * history,
-                "learned": weights.learned * min(1.0, max(0.0, learned / 2)),
-                "task_preference": weights.task_preference * p.card.task_preferences.get(task, 0.0),
-                "vendor_preference": weights.vendor_preference
-                if p.provider in needs.vendors
-                else 0.0,
-            }
+            learned = 0.0 if learned < 0 else 1.0 if learned > 2 else learned / 2
+            parts = (
+                w_quality * p.quality_points,
+                cost,
+                w_performance * history,
+                w_learned * learned,
+                w_preference * p.preferences.get(task, 0.0),
+                w_vendor if p.provider in vendors else 0.0,
+            )
             candidate.parts = parts
-            candidate.total = sum(parts.values())
+            candidate.total = parts[0] + parts[1] + parts[2] + parts[3] + parts[4] + parts[5]
 
     # -- selection and validation -----------------------------------------------------------
 
     def _select(
         self,
         ranked: list[_Candidate],
-        removed: list[tuple[str, str, str]],
+        removed: Removed,
         usable: list[_Profile],
         needs: Requirements,
         found: _Signals,
         request: ChatRequest,
     ) -> RoutingDecision:
         evidence: list[Any] = [needs.summary()]
-        evidence.extend(
-            {"kind": "filtered", "expert": name, "filter": which, "detail": why}
-            for name, which, why in removed
-        )
+        evidence.extend(explain.filtered_items(removed, needs))
         notes: list[str] = []
         floor = needs.quality_floor
         if floor is not None and floor >= self.options.high_quality_threshold:
@@ -399,11 +413,13 @@ class MultiFactorGate(Gate):
             budget,
             output_cap=cap,
         )
-        evidence.extend(_score_item(c) for c in (top, *fallbacks))
+        evidence.extend(explain.score_item(c) for c in (top, *fallbacks))
         evidence.append(prediction.evidence(top.profile.name))
         runner_up = ranked[1] if len(ranked) > 1 else None
-        rationale = _rationale(top, needs, prediction.expected_usd, runner_up, removed, notes)
-        confidence = 0.5 if experiment is not None else _confidence(top, runner_up)
+        rationale = explain.rationale(
+            top, needs, prediction.expected_usd, runner_up, removed, notes
+        )
+        confidence = 0.5 if experiment is not None else explain.confidence(top, runner_up)
         return RoutingDecision.model_construct(
             experts=[top.profile.name],
             strategy=None,
@@ -412,7 +428,7 @@ class MultiFactorGate(Gate):
             confidence=confidence,
             rationale=rationale,
             runner_up=None if runner_up is None else runner_up.profile.name,
-            scores={c.profile.name: round(c.total, 2) for c in ranked},
+            scores={c.profile.name: c.total for c in ranked},
             evidence=evidence,
             overrides=overrides,
             judge=None,
@@ -432,7 +448,9 @@ class MultiFactorGate(Gate):
         bonus = 1e9 if strict else self.options.weights.diversity
         chosen: list[_Candidate] = []
         seen = set(providers)
-        pool = list(ranked)
+        # A bonus of a few points can only lift candidates ranked close behind; looking further
+        # down would cost time on every decision and change nothing.
+        pool = list(ranked) if strict else ranked[: 3 * count + 3]
         while pool and len(chosen) < count:
             best = max(
                 pool, key=lambda c: c.total + (bonus if c.profile.provider not in seen else 0.0)
@@ -554,7 +572,7 @@ class MultiFactorGate(Gate):
                 "estimated_cost_usd": round(total + judge_usd, 8),
             }
         )
-        evidence.extend(_score_item(c) for c in chosen)
+        evidence.extend(explain.score_item(c) for c in chosen)
         for candidate in chosen:
             card = candidate.profile.card
             prediction = predict_cost(
@@ -583,10 +601,10 @@ class MultiFactorGate(Gate):
             strategy=strategy,
             fallbacks=[],
             gate=self.name,
-            confidence=_confidence(ranked[0], ranked[1] if len(ranked) > 1 else None),
+            confidence=explain.confidence(ranked[0], ranked[1] if len(ranked) > 1 else None),
             rationale=rationale,
             runner_up=None,
-            scores={c.profile.name: round(c.total, 2) for c in ranked},
+            scores={c.profile.name: c.total for c in ranked},
             evidence=evidence,
             overrides=overrides,
             judge=None if judge is None else judge.name,
@@ -609,71 +627,3 @@ class MultiFactorGate(Gate):
         if per_token == 0:
             return max(estimate.output_for(c.profile.card.max_output_tokens) for c in chosen)
         return max(0, math.floor((needs.budget_usd - fixed) / per_token * (1 - 1e-9)))
-
-
-def _score_item(candidate: _Candidate) -> dict[str, Any]:
-    return {
-        "kind": "score",
-        "expert": candidate.profile.name,
-        "provider": candidate.profile.provider,
-        "total": round(candidate.total, 2),
-        "parts": {key: round(value, 2) for key, value in candidate.parts.items()},
-    }
-
-
-def _confidence(top: _Candidate, runner_up: _Candidate | None) -> float:
-    """How clearly the top expert beat the next: 0.5 for a tie, about 0.96 for 10 points."""
-    if runner_up is None:
-        return 1.0
-    return round(1 / (1 + math.exp(-(top.total - runner_up.total) / 3)), 4)
-
-
-def _rationale(
-    top: _Candidate,
-    needs: Requirements,
-    expected_usd: float,
-    runner_up: _Candidate | None,
-    removed: list[tuple[str, str, str]],
-    notes: list[str],
-) -> str:
-    p = top.profile
-    reasons = [f"quality {p.quality:g}", f"estimated cost ${expected_usd:.6f}"]
-    if needs.abilities:
-        reasons.append(f"supports {', '.join(sorted(needs.abilities))}")
-    if p.card.context_window is not None and needs.estimate.input_tokens > 32_000:
-        reasons.append(f"{p.card.context_window:,}-token context window")
-    if needs.latency_ceiling_ms is not None and p.latency_ms is not None:
-        reasons.append(f"p95 latency {p.latency_ms:g} ms")
-    preference = p.card.task_preferences.get(needs.task_type, 0.0)
-    if preference >= 1:
-        reasons.append(f"preferred for {needs.task_type}")
-    elif preference > 0:
-        reasons.append(f"a budget choice for {needs.task_type}")
-    if p.provider in needs.vendors:
-        reasons.append(f"preferred vendor {p.provider}")
-    text = (
-        f"Selected {p.name} for {needs.task_type} based on: {', '.join(reasons)}. "
-        f"Overall score: {top.total:.1f}/100"
-    )
-    if runner_up is not None:
-        text += f" (runner-up {runner_up.profile.name}: {runner_up.total:.1f})"
-    text += "."
-    if removed:
-        counts: dict[str, int] = {}
-        for _, which, _ in removed:
-            counts[which] = counts.get(which, 0) + 1
-        text += f" Filtered out {len(removed)}: " + ", ".join(
-            f"{which} {count}" for which, count in counts.items()
-        )
-        text += "."
-    if notes:
-        text += " " + "; ".join(notes) + "."
-    return text
-
-
-def _nothing_left(removed: list[tuple[str, str, str]], total: int) -> str:
-    by_filter: dict[str, list[str]] = {}
-    for name, which, why in removed:
-        by_filter.setdefault(which, []).append(f"{name} ({why})")
-    parts = [f"{which}: {', '.join(by_filter[which])}" for which in FILTERS if which in by_filter]
-    return f"No expert meets this request's requirements ({total} considered). " + "; ".join(parts)

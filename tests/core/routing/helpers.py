@@ -35,9 +35,10 @@ def ask(text: str, **hints: Any) -> dict[str, Any]:
 def filtered(decision: Any) -> dict[str, str]:
     """Expert -> the filter that removed it, from a decision's evidence."""
     return {
-        item["expert"]: item["filter"]
+        expert: item["filter"]
         for item in decision.evidence
-        if isinstance(item, dict) and item.get("kind") == "filtered"
+        if item.get("kind") == "filtered"
+        for expert in item["experts"]
     }
 
 

@@ -21,8 +21,16 @@ async def test_an_open_circuit_removes_every_model_of_that_provider():
     for name in ("gpt-4o-mini", "gpt-4o", "gpt-5", "o1", "o1-mini"):
         assert removed[name] == "circuit open"
     assert "openai" not in {item["provider"] for item in evidence(decision, "score")}
-    details = {item["expert"]: item["detail"] for item in evidence(decision, "filtered")}
-    assert details["gpt-4o-mini"] == "circuit open for openai"
+    [circuits] = [
+        item for item in evidence(decision, "filtered") if item["filter"] == "circuit open"
+    ]
+    assert circuits["experts"] == {
+        name: "openai" for name in ("gpt-5", "gpt-4o", "gpt-4o-mini", "o1", "o1-mini")
+    }
+    [budget] = [item for item in evidence(decision, "filtered") if item["filter"] == "budget"]
+    assert budget["limit"] == 0.001
+    assert budget["basis"] == "expected cost"
+    assert budget["experts"]["claude-opus-4"] > 0.001
 
 
 async def test_an_open_circuit_for_one_expert_removes_only_it():
