@@ -448,9 +448,12 @@ class MultiFactorGate(Gate):
         bonus = 1e9 if strict else self.options.weights.diversity
         chosen: list[_Candidate] = []
         seen = set(providers)
-        # A bonus of a few points can only lift candidates ranked close behind; looking further
-        # down would cost time on every decision and change nothing.
-        pool = list(ranked) if strict else ranked[: 3 * count + 3]
+        pool = list(ranked)
+        if not strict and len(pool) > count:
+            # While fewer than ``count`` are chosen, one of the ``count`` best is still in the
+            # pool, so nothing scoring more than the bonus below the count-th best can win.
+            reachable = ranked[count - 1].total - bonus
+            pool = [c for c in pool if c.total >= reachable]
         while pool and len(chosen) < count:
             best = max(
                 pool, key=lambda c: c.total + (bonus if c.profile.provider not in seen else 0.0)

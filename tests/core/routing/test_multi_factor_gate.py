@@ -202,3 +202,32 @@ async def test_local_experts_get_cards_from_an_inline_registry():
     assert filtered(long) == {"small": "context window"}
     cheap = await moe.route(ask("hi", budget_usd=0.0001))
     assert cheap.experts == ["small"]
+
+
+def _model(model_id: str, provider: str, quality: float) -> dict:
+    return {
+        "id": model_id,
+        "provider": provider,
+        "cost_per_1k_input": 0.001,
+        "cost_per_1k_output": 0.002,
+        "context_window": 100000,
+        "quality_score": quality,
+    }
+
+
+@pytest.mark.parametrize(("diversity", "first_fallback"), [(3, "other-vendor"), (0, "same-vendor")])
+async def test_fallbacks_prefer_another_provider_by_the_diversity_weight(diversity, first_fallback):
+    models = [
+        _model("best", "acme", 0.90),
+        _model("same-vendor", "acme", 0.89),
+        _model("other-vendor", "globex", 0.88),
+    ]
+    moe = make_moe(
+        {
+            "registry": {"models": models, "experts": {"kind": "echo"}},
+            "gate": {"kind": "multi-factor", "weights": {"diversity": diversity}},
+        }
+    )
+    decision = await moe.route(ask("hello"))
+    assert decision.experts == ["best"]
+    assert decision.fallbacks[0] == first_fallback
