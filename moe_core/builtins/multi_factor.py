@@ -25,21 +25,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import Field
-
 from moe_core.builtins import multi_factor_explain as explain
 from moe_core.builtins.multi_factor_explain import Removed
+from moe_core.builtins.multi_factor_options import MultiFactorOptions, Weights
+from moe_core.builtins.multi_factor_parallel import parallel_decision, parallel_triggers
+from moe_core.builtins.multi_factor_profile import Candidate, Profile, profile_of
 from moe_core.builtins.multi_factor_request import Requirements, read_requirements
-from moe_core.cost import (
-    CHARS_PER_TOKEN,
-    EXPECTED_OUTPUT_TOKENS,
-    budget_output_cap,
-    predict_cost,
-)
+from moe_core.cost import budget_output_cap, predict_cost
 from moe_core.errors import NoEligibleExpert
 from moe_core.models import ChatRequest, ExpertCard, RoutingDecision
 from moe_core.parts import Gate, Tracker
-from moe_core.plugins import Options
 from moe_core.signals import (
     BreakerSignal,
     ExperimentSignal,
@@ -48,95 +43,10 @@ from moe_core.signals import (
     find_signals,
 )
 
-JUDGE_OUTPUT_TOKENS = 200
-"""The judge combiner asks its judge for at most this many tokens."""
+__all__ = ["MultiFactorGate", "MultiFactorOptions", "Weights"]
+
 _CHEAPEST_USD = 1e-7
 """Free models are priced at this for the log scale of cost efficiency."""
-
-
-class Weights(Options):
-    """Points each factor is worth (the defaults add up to 100)."""
-
-    quality: float = Field(50, ge=0)
-    cost: float = Field(20, ge=0)
-    performance: float = Field(10, ge=0)
-    learned: float = Field(7, ge=0)
-    task_preference: float = Field(8, ge=0)
-    diversity: float = Field(3, ge=0, description="For fallbacks and parallel sets")
-    vendor_preference: float = Field(2, ge=0)
-
-
-class MultiFactorOptions(Options):
-    weights: Weights = Field(default_factory=Weights)
-    quality_baseline: float = Field(
-        0.5, ge=0, lt=1, description="Card quality worth no points (spreads the useful range)"
-    )
-    default_quality_requirement: float | None = Field(None, ge=0, le=1)
-    high_quality_threshold: float = Field(0.9, ge=0, le=1)
-    high_quality_cost_factor: float = Field(0.1, ge=0, le=1)
-    fallbacks: int = Field(3, ge=0, le=10)
-    parallel_experts: int = Field(3, ge=2, le=10)
-    parallel_strategy: str = Field("judge", description="Combiner for parallel decisions")
-    parallel_without_judge: str = Field(
-        "quality-weighted", description="Combiner when no judge is available"
-    )
-    parallel_strategies: list[str] = Field(
-        default_factory=lambda: [
-            "judge",
-            "parallel-vote",
-            "quality-weighted",
-            "first-success",
-            "concat",
-            "mixture-of-agents",
-        ],
-        description="Naming one of these in moe.strategy asks for parallel execution",
-    )
-    critical_task_types: list[str] = Field(
-        default_factory=lambda: ["security_audit", "code_review", "planning", "reasoning"]
-    )
-    parallel_quality: float = Field(0.9, ge=0, le=1)
-    parallel_min_budget_usd: float = Field(0.05, ge=0)
-    task_capabilities: dict[str, list[str]] = Field(
-        default_factory=lambda: {
-            "code_generation": ["code"],
-            "code_review": ["code"],
-            "debugging": ["code"],
-            "refactoring": ["code"],
-            "multimodal": ["vision"],
-        },
-        description="Abilities every candidate needs for a task type",
-    )
-    expected_output_tokens: dict[str, int] = Field(
-        default_factory=lambda: dict(EXPECTED_OUTPUT_TOKENS)
-    )
-    chars_per_token: float = Field(CHARS_PER_TOKEN, gt=0)
-
-
-@dataclass(slots=True, eq=False)
-class _Profile:
-    """What the gate needs of a card, computed once per card."""
-
-    name: str
-    card: ExpertCard
-    provider: str
-    abilities: frozenset[str]
-    quality: float
-    quality_points: float
-    per_in: float
-    per_out: float
-    latency_ms: float | None
-    enabled: bool
-    max_output: int | None
-    window: int | None
-    preferences: dict[str, float]
-
-
-@dataclass(slots=True, eq=False)
-class _Candidate:
-    profile: _Profile
-    expected_usd: float
-    parts: tuple[float, ...] = ()
-    total: float = 0.0
 
 
 @dataclass(slots=True)
@@ -148,57 +58,28 @@ class _Signals:
 
 
 class MultiFactorGate(Gate):
-    """Picks experts by quality, cost, latency, abilities and history, with an evidence trail."""
+    """Picks experts by abilities, limits, quality, cost and history, with an evidence trail."""
 
     options: MultiFactorOptions
 
     def __init__(self, name: str, options: MultiFactorOptions) -> None:
         super().__init__(name, options)
-        self._profiles: dict[str, _Profile] = {}
-        self._last_profiles: list[_Profile] = []
+        self._profiles: dict[str, Profile] = {}
+        self._last_profiles: list[Profile] = []
         self._signals_of: Mapping[str, Tracker] | None = None
         self._signals = _Signals([], [], [], [])
         self._parallel_strategies = frozenset(options.parallel_strategies)
-        self._critical = frozenset(options.critical_task_types)
 
     # -- per-card and per-tracker work done once ------------------------------------------
 
-    def _profile(self, name: str, card: ExpertCard) -> _Profile:
+    def _profile(self, name: str, card: ExpertCard) -> Profile:
         profile = self._profiles.get(name)
-        if profile is not None and profile.card is card:
-            return profile
-        abilities = set(card.capabilities) | set(card.modalities_in)
-        for flag, ability in (
-            (card.supports_streaming, "streaming"),
-            (card.supports_tools, "tools"),
-            (card.supports_vision or "image" in card.modalities_in, "vision"),
-            (card.supports_json, "json"),
-        ):
-            if flag:
-                abilities.add(ability)
-        quality = 0.5 if card.quality is None else card.quality
-        baseline = self.options.quality_baseline
-        profile = _Profile(
-            name=name,
-            card=card,
-            provider=card.provider,
-            abilities=frozenset(abilities),
-            quality=quality,
-            quality_points=max(0.0, (quality - baseline) / (1 - baseline)),
-            per_in=card.cost_per_1k_input / 1000,
-            per_out=card.cost_per_1k_output / 1000,
-            latency_ms=card.latency_p95_ms
-            if card.latency_p95_ms is not None
-            else card.latency_p50_ms,
-            enabled=card.enabled,
-            max_output=card.max_output_tokens,
-            window=card.context_window,
-            preferences=card.task_preferences,
-        )
-        self._profiles[name] = profile
+        if profile is None or profile.card is not card:
+            profile = profile_of(name, card, self.options.quality_baseline)
+            self._profiles[name] = profile
         return profile
 
-    def _profiles_for(self, experts: Mapping[str, ExpertCard]) -> list[_Profile]:
+    def _profiles_for(self, experts: Mapping[str, ExpertCard]) -> list[Profile]:
         """The profiles of ``experts``, reused while the cards are the same objects."""
         cached = self._last_profiles
         if len(cached) == len(experts):
@@ -248,8 +129,8 @@ class MultiFactorGate(Gate):
         return self._select(candidates, removed, usable, needs, found, request)
 
     def _filter(
-        self, profiles: list[_Profile], needs: Requirements, found: _Signals
-    ) -> tuple[list[_Candidate], Removed, list[_Profile]]:
+        self, profiles: list[Profile], needs: Requirements, found: _Signals
+    ) -> tuple[list[Candidate], Removed, list[Profile]]:
         """Candidates that pass every filter, what each filter removed (expert to its value),
         and the experts that could at least be called (enabled, circuit closed, big enough):
         possible judges."""
@@ -260,9 +141,9 @@ class MultiFactorGate(Gate):
         limit = estimate.output_limit
         charged = estimate.charged_prompt_tokens
         breakers = found.breakers
-        candidates: list[_Candidate] = []
+        candidates: list[Candidate] = []
         removed: Removed = {}
-        usable: list[_Profile] = []
+        usable: list[Profile] = []
         open_providers: dict[str, bool] = {}
         for p in profiles:
             name = p.name
@@ -311,10 +192,10 @@ class MultiFactorGate(Gate):
                 if cost > budget:
                     removed.setdefault("budget", {})[name] = round(cost, 8)
                     continue
-            candidates.append(_Candidate(p, expected))
+            candidates.append(Candidate(p, expected))
         return candidates, removed, usable
 
-    def _score(self, candidates: list[_Candidate], needs: Requirements, found: _Signals) -> None:
+    def _score(self, candidates: list[Candidate], needs: Requirements, found: _Signals) -> None:
         weights = self.options.weights
         w_quality, w_performance, w_learned = weights.quality, weights.performance, weights.learned
         w_preference, w_vendor = weights.task_preference, weights.vendor_preference
@@ -360,9 +241,9 @@ class MultiFactorGate(Gate):
 
     def _select(
         self,
-        ranked: list[_Candidate],
+        ranked: list[Candidate],
         removed: Removed,
-        usable: list[_Profile],
+        usable: list[Profile],
         needs: Requirements,
         found: _Signals,
         request: ChatRequest,
@@ -380,9 +261,19 @@ class MultiFactorGate(Gate):
         if experiment is not None:
             ranked = [experiment, *(c for c in ranked if c is not experiment)]
 
-        triggers = [] if experiment is not None else self._parallel_triggers(needs)
+        triggers = [] if experiment is not None else parallel_triggers(needs, self.options)
         if triggers and len(ranked) > 1:
-            decision = self._parallel(ranked, usable, needs, triggers, evidence, notes)
+            decision = parallel_decision(
+                self.name,
+                self.options,
+                ranked,
+                usable,
+                needs,
+                triggers,
+                evidence,
+                notes,
+                self._diverse,
+            )
             if decision is not None:
                 return decision
         elif triggers:
@@ -434,19 +325,19 @@ class MultiFactorGate(Gate):
             judge=None,
         )
 
-    def _worst(self, p: _Profile, needs: Requirements, cap: int | None) -> float:
+    def _worst(self, p: Profile, needs: Requirements, cap: int | None) -> float:
         """What the budget check before a call charges for this expert."""
         estimate = needs.estimate
         output = estimate.output_max(p.card.max_output_tokens, cap)
         return estimate.charged_prompt_tokens * p.per_in + output * p.per_out
 
     def _diverse(
-        self, ranked: list[_Candidate], providers: set[str], count: int, *, strict: bool = False
-    ) -> list[_Candidate]:
+        self, ranked: list[Candidate], providers: set[str], count: int, *, strict: bool = False
+    ) -> list[Candidate]:
         """The ``count`` best of ``ranked``, a new provider worth the diversity weight (or, with
         ``strict``, always first: a parallel set asks as many providers as it can)."""
         bonus = 1e9 if strict else self.options.weights.diversity
-        chosen: list[_Candidate] = []
+        chosen: list[Candidate] = []
         seen = set(providers)
         pool = list(ranked)
         if not strict and len(pool) > count:
@@ -465,13 +356,13 @@ class MultiFactorGate(Gate):
 
     def _experiment(
         self,
-        ranked: list[_Candidate],
+        ranked: list[Candidate],
         request: ChatRequest,
         needs: Requirements,
         found: _Signals,
         evidence: list[Any],
         notes: list[str],
-    ) -> _Candidate | None:
+    ) -> Candidate | None:
         for tracker in found.experiments:
             assigned = tracker.assignment(request, needs.task_type)
             if assigned is None:
@@ -490,143 +381,3 @@ class MultiFactorGate(Gate):
             notes.append(f"an A/B test assigned this request to {assigned}")
             return match
         return None
-
-    def _parallel_triggers(self, needs: Requirements) -> list[str]:
-        if needs.single_asked:
-            return []
-        triggers = []
-        if needs.parallel_asked:
-            triggers.append("the request asked for parallel execution")
-        if needs.task_type in self._critical:
-            triggers.append(f"task type {needs.task_type} is critical")
-        floor, budget = needs.quality_floor, needs.budget_usd
-        options = self.options
-        if (
-            floor is not None
-            and floor >= options.parallel_quality
-            and budget is not None
-            and budget >= options.parallel_min_budget_usd
-        ):
-            triggers.append(
-                f"quality requirement {floor:g} >= {options.parallel_quality:g} with budget "
-                f"${budget:g} >= ${options.parallel_min_budget_usd:g}"
-            )
-        if needs.critical:
-            triggers.append("moe.metadata.critical is true")
-        return triggers
-
-    def _parallel(
-        self,
-        ranked: list[_Candidate],
-        usable: list[_Profile],
-        needs: Requirements,
-        triggers: list[str],
-        evidence: list[Any],
-        notes: list[str],
-    ) -> RoutingDecision | None:
-        """Several provider-diverse experts and a judge, or None when the budget forbids it."""
-        options = self.options
-        chosen = self._diverse(
-            ranked[1:], {ranked[0].profile.provider}, options.parallel_experts - 1, strict=True
-        )
-        chosen.insert(0, ranked[0])
-        names = {c.profile.name for c in chosen}
-        judges = [p for p in usable if p.name not in names]
-        judge = max(judges, key=lambda p: (p.quality, -p.per_out)) if judges else None
-        estimate = needs.estimate
-        outputs = [estimate.output_for(c.profile.card.max_output_tokens) for c in chosen]
-        total = sum(c.expected_usd for c in chosen)
-        judge_usd = 0.0
-        if judge is not None:
-            judge_in = estimate.input_tokens + sum(outputs)
-            judge_usd = judge_in * judge.per_in + JUDGE_OUTPUT_TOKENS * judge.per_out
-        budget = needs.budget_usd
-        overrides: dict[str, Any] = {}
-        if budget is not None:
-            if total + judge_usd > budget:
-                notes.append(
-                    f"parallel execution skipped: {len(chosen)} experts and a judge would cost "
-                    f"${total + judge_usd:.6f} > budget ${budget:.6f}"
-                )
-                evidence.append({"kind": "parallel", "triggers": triggers, "applied": False})
-                return None
-            if estimate.output_limit is None:
-                cap = self._parallel_cap(chosen, judge, needs)
-                if cap < max(outputs):
-                    notes.append("parallel execution skipped: the budget leaves too short answers")
-                    evidence.append({"kind": "parallel", "triggers": triggers, "applied": False})
-                    return None
-                overrides["max_tokens"] = cap
-        names_list = [c.profile.name for c in chosen]
-        expected_quality = max(c.profile.quality for c in chosen)
-        strategy = (
-            options.parallel_strategy if judge is not None else options.parallel_without_judge
-        )
-        evidence.append(
-            {
-                "kind": "parallel",
-                "triggers": triggers,
-                "applied": True,
-                "experts": names_list,
-                "providers": [c.profile.provider for c in chosen],
-                "judge": None if judge is None else judge.name,
-                "strategy": strategy,
-                "expected_quality": expected_quality,
-                "estimated_cost_usd": round(total + judge_usd, 8),
-            }
-        )
-        evidence.extend(explain.score_item(c) for c in chosen)
-        for candidate in chosen:
-            card = candidate.profile.card
-            prediction = predict_cost(
-                card.cost_per_1k_input,
-                card.cost_per_1k_output,
-                card.max_output_tokens,
-                estimate,
-                budget,
-                output_cap=overrides.get("max_tokens"),
-            )
-            evidence.append(prediction.evidence(candidate.profile.name))
-        judged = (
-            f"Judge {judge.name} (quality {judge.quality:g}) picks the best answer."
-            if judge is not None
-            else f"No judge available: {strategy} merges the answers."
-        )
-        rationale = (
-            f"Parallel execution with {len(chosen)} experts ({', '.join(names_list)}) for "
-            f"{needs.task_type} because {'; '.join(triggers)}: expected quality "
-            f"{expected_quality:g} at an estimated ${total + judge_usd:.6f}. {judged}"
-        )
-        if notes:
-            rationale += " " + "; ".join(notes) + "."
-        return RoutingDecision.model_construct(
-            experts=names_list,
-            strategy=strategy,
-            fallbacks=[],
-            gate=self.name,
-            confidence=explain.confidence(ranked[0], ranked[1] if len(ranked) > 1 else None),
-            rationale=rationale,
-            runner_up=None,
-            scores={c.profile.name: c.total for c in ranked},
-            evidence=evidence,
-            overrides=overrides,
-            judge=None if judge is None else judge.name,
-        )
-
-    def _parallel_cap(
-        self, chosen: list[_Candidate], judge: _Profile | None, needs: Requirements
-    ) -> int:
-        """The largest ``max_tokens`` for which every answer and the judge's verdict, at their
-        longest, stay within the budget together."""
-        estimate = needs.estimate
-        prompt_tokens = estimate.charged_prompt_tokens
-        fixed = sum(prompt_tokens * c.profile.per_in for c in chosen)
-        per_token = sum(c.profile.per_out for c in chosen)
-        if judge is not None:
-            # The judge reads the question and every answer, and writes a short verdict.
-            fixed += prompt_tokens * judge.per_in + JUDGE_OUTPUT_TOKENS * judge.per_out
-            per_token += len(chosen) * judge.per_in
-        assert needs.budget_usd is not None
-        if per_token == 0:
-            return max(estimate.output_for(c.profile.card.max_output_tokens) for c in chosen)
-        return max(0, math.floor((needs.budget_usd - fixed) / per_token * (1 - 1e-9)))

@@ -45,6 +45,12 @@ async def test_an_open_circuit_sends_the_request_to_another_provider(upstream, g
     [sent] = upstream.requests
     assert sent["model"] == "gemini-flash-1.5"
     assert sent["max_tokens"] * 0.0003 / 1000 <= 0.001  # the gate's budget cap went upstream
+    # The actual cost comes from the usage the upstream reported, at the registry's prices.
+    usage = answer["usage"]
+    assert usage["total_tokens"] > 0
+    assert metadata["cost_usd"] == pytest.approx(
+        (usage["prompt_tokens"] * 0.000075 + usage["completion_tokens"] * 0.0003) / 1000
+    )
 
 
 async def test_when_the_circuit_removes_the_last_candidate_the_caller_gets_a_clear_400(
