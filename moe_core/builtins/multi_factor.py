@@ -142,13 +142,19 @@ class MultiFactorGate(Gate):
         charged = estimate.charged_prompt_tokens
         breakers = found.breakers
         candidates: list[Candidate] = []
-        removed: Removed = {}
+        disabled: dict[str, Any] = {}
+        circuits: dict[str, Any] = {}
+        small: dict[str, Any] = {}
+        unable: dict[str, Any] = {}
+        weak: dict[str, Any] = {}
+        slow: dict[str, Any] = {}
+        dear: dict[str, Any] = {}
         usable: list[Profile] = []
         open_providers: dict[str, bool] = {}
         for p in profiles:
             name = p.name
             if not p.enabled:
-                removed.setdefault("disabled", {})[name] = False
+                disabled[name] = False
                 continue
             if breakers:
                 provider = p.provider
@@ -161,28 +167,28 @@ class MultiFactorGate(Gate):
                             break
                     open_providers[provider] = blocked
                 if blocked:
-                    removed.setdefault("circuit open", {})[name] = provider
+                    circuits[name] = provider
                     continue
                 for breaker in breakers:
                     if breaker.circuit_open(name):
                         blocked = True
                         break
                 if blocked:
-                    removed.setdefault("circuit open", {})[name] = name
+                    circuits[name] = name
                     continue
             output = p.max_output if p.max_output is not None and p.max_output < usual else usual
             if p.window is not None and prompt + output > p.window:
-                removed.setdefault("context window", {})[name] = p.window
+                small[name] = p.window
                 continue
             usable.append(p)
             if abilities and not abilities <= p.abilities:
-                removed.setdefault("capabilities", {})[name] = sorted(abilities - p.abilities)
+                unable[name] = sorted(abilities - p.abilities)
                 continue
             if floor is not None and p.quality < floor:
-                removed.setdefault("quality floor", {})[name] = p.quality
+                weak[name] = p.quality
                 continue
             if ceiling is not None and p.latency_ms is not None and p.latency_ms > ceiling:
-                removed.setdefault("latency ceiling", {})[name] = p.latency_ms
+                slow[name] = p.latency_ms
                 continue
             expected = prompt * p.per_in + output * p.per_out
             if budget is not None:
@@ -190,9 +196,16 @@ class MultiFactorGate(Gate):
                 # that before each call); without, the gate caps it, so the expected cost must.
                 cost = expected if limit is None else charged * p.per_in + limit * p.per_out
                 if cost > budget:
-                    removed.setdefault("budget", {})[name] = round(cost, 8)
+                    dear[name] = round(cost, 8)
                     continue
             candidates.append(Candidate(p, expected))
+        removed: Removed = {
+            which: experts
+            for which, experts in zip(
+                explain.FILTERS, (disabled, circuits, small, unable, weak, slow, dear), strict=True
+            )
+            if experts
+        }
         return candidates, removed, usable
 
     def _score(self, candidates: list[Candidate], needs: Requirements, found: _Signals) -> None:

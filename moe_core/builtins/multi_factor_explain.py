@@ -15,11 +15,11 @@ if TYPE_CHECKING:
     from moe_core.builtins.multi_factor import _Candidate
     from moe_core.builtins.multi_factor_request import Requirements
 
-FILTERS = (
+FILTERS = (  # in the order they apply
     "disabled",
     "circuit open",
-    "capabilities",
     "context window",
+    "capabilities",
     "quality floor",
     "latency ceiling",
     "budget",

@@ -165,3 +165,18 @@ def test_registry_settings_errors(tmp_path, monkeypatch):
                 }
             }
         )
+
+
+def test_a_model_can_give_its_generated_expert_its_own_options(monkeypatch):
+    monkeypatch.setenv("GATEWAY_URL", "http://127.0.0.1:4000/v1")
+    moe = make_moe(
+        {
+            "registry": {
+                "models": [MODEL, {**MODEL, "id": "m2", "expert": {"model": "acme/m2-latest"}}],
+                "experts": {"kind": "openai", "base_url": "${GATEWAY_URL}"},
+            }
+        }
+    )
+    assert moe.experts["m1"].expert.upstream_model == "m1"
+    assert moe.experts["m2"].expert.upstream_model == "acme/m2-latest"
+    assert moe.experts["m2"].expert.options.base_url == "http://127.0.0.1:4000/v1"
