@@ -92,7 +92,9 @@ def score_item(candidate: _Candidate) -> dict[str, Any]:
         "expert": candidate.profile.name,
         "provider": candidate.profile.provider,
         "total": round(candidate.total, 2),
-        "parts": dict(zip(PARTS, candidate.parts, strict=True)),
+        "parts": {
+            part: round(value, 3) for part, value in zip(PARTS, candidate.parts, strict=True)
+        },
     }
 
 
@@ -140,8 +142,14 @@ def rationale(
         )
         text += "."
     if notes:
-        text += " " + "; ".join(notes) + "."
+        text += " " + sentence(notes)
     return text
+
+
+def sentence(notes: list[str]) -> str:
+    """Notes joined into one sentence that starts with a capital and ends with a full stop."""
+    text = "; ".join(notes)
+    return text[:1].upper() + text[1:] + "."
 
 
 def nothing_left(removed: Removed, needs: Requirements, total: int) -> str:

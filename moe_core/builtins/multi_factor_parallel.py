@@ -136,7 +136,7 @@ def parallel_decision(
         f"{expected_quality:g} at an estimated ${total:.6f}. {judged}"
     )
     if notes:
-        rationale += " " + "; ".join(notes) + "."
+        rationale += " " + explain.sentence(notes)
     return RoutingDecision.model_construct(
         experts=names,
         strategy=strategy,

@@ -66,7 +66,7 @@ async def test_an_ab_assignment_overrides_the_pick_and_says_so():
     moe = registry_moe(signals={"assign": "mistral-small-2"})
     decision = await moe.route(ask("Add logging to existing API endpoint", **CHEAP_CODE))
     assert decision.experts == ["mistral-small-2"]
-    assert "an A/B test assigned this request to mistral-small-2" in decision.rationale
+    assert "An A/B test assigned this request to mistral-small-2" in decision.rationale
     [item] = evidence(decision, "experiment")
     assert item == {
         "kind": "experiment",
@@ -81,7 +81,7 @@ async def test_an_ab_assignment_never_breaks_the_requests_constraints():
     moe = registry_moe(signals={"assign": "claude-opus-4"})  # far over this budget
     decision = await moe.route(ask("Add logging to existing API endpoint", **CHEAP_CODE))
     assert decision.experts == ["gpt-4o-mini"]
-    assert "an A/B test assigned claude-opus-4, which did not pass the filters" in (
+    assert "An A/B test assigned claude-opus-4, which did not pass the filters" in (
         decision.rationale
     )
     assert evidence(decision, "experiment")[0]["applied"] is False
@@ -143,7 +143,7 @@ async def test_critical_metadata_triggers_parallel_and_a_small_budget_stops_it()
     decision = await registry_moe().route(request)
     assert len(decision.experts) == 1
     assert decision.strategy is None
-    assert "parallel execution skipped" in decision.rationale
+    assert "Parallel execution skipped: 3 experts and a judge would cost" in decision.rationale
 
 
 async def test_high_quality_without_budget_and_an_ordinary_task_stays_single():
