@@ -45,6 +45,8 @@ from moe_core.signals import (
 
 __all__ = ["MultiFactorGate", "MultiFactorOptions", "Weights"]
 
+TRUSTED_HISTORY = 0.5
+"""Confidence from which observed p95 latency replaces the card's."""
 _CHEAPEST_USD = 1e-7
 """Free models are priced at this for the log scale of cost efficiency."""
 
@@ -187,9 +189,11 @@ class MultiFactorGate(Gate):
             if floor is not None and p.quality < floor:
                 weak[name] = p.quality
                 continue
-            if ceiling is not None and p.latency_ms is not None and p.latency_ms > ceiling:
-                slow[name] = p.latency_ms
-                continue
+            if ceiling is not None:
+                latency = self._latency(p, needs.task_type, found)
+                if latency is not None and latency > ceiling:
+                    slow[name] = latency
+                    continue
             expected = prompt * p.per_in + output * p.per_out
             if budget is not None:
                 # With the caller's max_tokens the longest answer must fit (the gateway checks
@@ -207,6 +211,16 @@ class MultiFactorGate(Gate):
             if experts
         }
         return candidates, removed, usable
+
+    def _latency(self, p: Profile, task: str, found: _Signals) -> float | None:
+        """The p95 latency history shows when it is trusted enough, else the card's."""
+        for tracker in found.performance:
+            view = tracker.performance(p.name, task)
+            if view is not None:
+                if view.latency_p95_ms is not None and view.confidence >= TRUSTED_HISTORY:
+                    return view.latency_p95_ms
+                break
+        return p.latency_ms
 
     def _score(self, candidates: list[Candidate], needs: Requirements, found: _Signals) -> None:
         weights = self.options.weights
@@ -320,8 +334,11 @@ class MultiFactorGate(Gate):
         evidence.extend(explain.score_item(c) for c in (top, *fallbacks))
         evidence.append(prediction.evidence(top.profile.name))
         runner_up = ranked[1] if len(ranked) > 1 else None
+        latency = None
+        if needs.latency_ceiling_ms is not None:
+            latency = self._latency(top.profile, needs.task_type, found)
         rationale = explain.rationale(
-            top, needs, prediction.expected_usd, runner_up, removed, notes
+            top, needs, prediction.expected_usd, runner_up, removed, notes, latency
         )
         confidence = 0.5 if experiment is not None else explain.confidence(top, runner_up)
         return RoutingDecision.model_construct(

@@ -12,7 +12,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from moe_core.builtins.multi_factor import _Candidate
+    from moe_core.builtins.multi_factor_profile import Candidate
     from moe_core.builtins.multi_factor_request import Requirements
 
 FILTERS = (  # in the order they apply
@@ -86,7 +86,7 @@ def filtered_items(removed: Removed, needs: Requirements) -> list[dict[str, Any]
     return items
 
 
-def score_item(candidate: _Candidate) -> dict[str, Any]:
+def score_item(candidate: Candidate) -> dict[str, Any]:
     return {
         "kind": "score",
         "expert": candidate.profile.name,
@@ -98,7 +98,7 @@ def score_item(candidate: _Candidate) -> dict[str, Any]:
     }
 
 
-def confidence(top: _Candidate, runner_up: _Candidate | None) -> float:
+def confidence(top: Candidate, runner_up: Candidate | None) -> float:
     """How clearly the top expert beat the next: 0.5 for a tie, about 0.96 for 10 points."""
     if runner_up is None:
         return 1.0
@@ -106,21 +106,24 @@ def confidence(top: _Candidate, runner_up: _Candidate | None) -> float:
 
 
 def rationale(
-    top: _Candidate,
+    top: Candidate,
     needs: Requirements,
     expected_usd: float,
-    runner_up: _Candidate | None,
+    runner_up: Candidate | None,
     removed: Removed,
     notes: list[str],
+    latency_ms: float | None,
 ) -> str:
+    """One paragraph: the pick and its reasons, its score against the runner-up's, how many
+    experts each filter removed, and the notes (budget cap, A/B test, parallel skipped)."""
     p = top.profile
     reasons = [f"quality {p.quality:g}", f"estimated cost ${expected_usd:.6f}"]
     if needs.abilities:
         reasons.append(f"supports {', '.join(sorted(needs.abilities))}")
     if p.card.context_window is not None and needs.estimate.input_tokens > 32_000:
         reasons.append(f"{p.card.context_window:,}-token context window")
-    if needs.latency_ceiling_ms is not None and p.latency_ms is not None:
-        reasons.append(f"p95 latency {p.latency_ms:g} ms")
+    if needs.latency_ceiling_ms is not None and latency_ms is not None:
+        reasons.append(f"p95 latency {latency_ms:g} ms")
     preference = p.card.task_preferences.get(needs.task_type, 0.0)
     if preference >= 1:
         reasons.append(f"preferred for {needs.task_type}")

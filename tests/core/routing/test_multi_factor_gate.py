@@ -231,3 +231,33 @@ async def test_fallbacks_prefer_another_provider_by_the_diversity_weight(diversi
     decision = await moe.route(ask("hello"))
     assert decision.experts == ["best"]
     assert decision.fallbacks[0] == first_fallback
+
+
+async def test_trusted_latency_history_replaces_the_cards_figure():
+    request = ask(
+        "Describe this screenshot",
+        task_type="multimodal",
+        quality_requirement=0.85,
+        latency_requirement_ms=2000,
+    )
+    # The fake tracker has seen claude-sonnet-4 answer with a p95 of 900 ms (its card: 3000 ms).
+    moe = registry_moe(signals={"success_rates": {"claude-sonnet-4": 0.99}})
+    decision = await moe.route(request)
+    assert "claude-sonnet-4" not in filtered(decision)
+    assert decision.experts == ["gpt-4o"]  # still cheaper, and its card's 1500 ms fits
+    assert decision.fallbacks == ["claude-sonnet-4"]
+
+    only_sonnet = registry_moe(
+        signals={"success_rates": {"claude-sonnet-4": 0.99}, "open_circuits": ["openai"]}
+    )
+    decision = await only_sonnet.route(request)
+    assert decision.experts == ["claude-sonnet-4"]
+    assert "p95 latency 900 ms" in decision.rationale
+
+
+async def test_a_streamed_request_needs_a_model_that_streams():
+    request = ask("Prove it", task_type="general", quality_requirement=0.96)
+    request["stream"] = True
+    decision = await registry_moe().route(request)
+    assert filtered(decision)["o1"] == "capabilities"  # o1 cannot stream
+    assert decision.experts == ["claude-opus-4"]
