@@ -78,6 +78,13 @@ async def test_high_quality_reasoning_runs_the_best_models_in_parallel_within_bu
     assert removed["gpt-5"] == "quality floor"
     assert removed["gemini-pro-1.5"] == "quality floor"
 
+    # The gateway's budget check before each call lets all four calls through.
+    async with moe:
+        response = await moe.complete(request)
+    assert sorted(response.metadata.experts_used) == sorted([*decision.experts, "gpt-5"])
+    assert response.metadata.fallbacks == []
+    assert response.metadata.cost_usd <= 0.10
+
 
 async def test_high_quality_reasoning_as_a_single_model_when_the_caller_names_one_strategy():
     decision = await registry_moe().route(
