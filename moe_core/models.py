@@ -8,7 +8,7 @@ nothing downstream knows which frontend a request came from. Unknown OpenAI para
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -161,6 +161,19 @@ class ExpertCard(BaseModel):
     context_window: int | None = Field(None, ge=1)
     max_output_tokens: int | None = Field(None, ge=1)
     supports_streaming: bool = True
+    # What a model registry knows about a model beyond the above (see moe_core.registry); gates
+    # that filter by capability read them, others may ignore them.
+    supports_tools: bool = False
+    supports_vision: bool = False
+    supports_json: bool = False
+    supports_system_prompt: bool = True
+    enabled: bool = Field(True, description="False: gates never pick it (it still answers by name)")
+    tags: list[str] = Field(default_factory=list)
+    task_preferences: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict, description="Task type to preference 0..1 (1: preferred for it)."
+    )
+    rate_limit_rpm: int | None = Field(None, ge=1)
+    rate_limit_tpm: int | None = Field(None, ge=1)
 
 
 class Usage(BaseModel):
@@ -259,6 +272,9 @@ class RoutingDecision(BaseModel):
     runner_up: str | None = None
     scores: dict[str, float] = Field(default_factory=dict)
     evidence: list[Any] = Field(default_factory=list)
+    judge: str | None = Field(
+        None, description="For strategies that need one (judge): the expert that picks the answer."
+    )
     overrides: dict[str, Any] = Field(
         default_factory=dict, description="Sampling parameters the gate tuned for this request."
     )

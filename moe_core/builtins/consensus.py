@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pydantic import Field
 
 from moe_core.builtins.parallel import ParallelCombiner, ParallelOptions
-from moe_core.errors import MoEError
+from moe_core.errors import GateError, MoEError
 from moe_core.models import ChatRequest, ExpertCard, ExpertResult
 from moe_core.parts import require_known_experts
 from moe_core.run import Run
@@ -123,7 +123,9 @@ class QualityWeightedCombiner(VoteCombiner):
 
 
 class JudgeOptions(ParallelOptions):
-    judge: str = Field(description="The expert that picks the best answer")
+    judge: str | None = Field(
+        None, description="The expert that picks the best answer; default: the decision's judge"
+    )
 
 
 class JudgeCombiner(ParallelCombiner):
@@ -146,8 +148,14 @@ class JudgeCombiner(ParallelCombiner):
         )
         prompt = JUDGE_PROMPT.format(question=run.request.last_user_text(), candidates=candidates)
         request = ChatRequest(messages=[{"role": "user", "content": prompt}], max_tokens=200)
+        judge = self.options.judge or run.decision.judge
         try:
-            verdict = (await run.call(self.options.judge, request)).content
+            if judge is None:
+                raise GateError(
+                    "the judge combiner needs a judge: set combiner.judge, or use a gate that "
+                    "names one in its decision (multi-factor)"
+                )
+            verdict = (await run.call(judge, request)).content
         except MoEError as exc:
             verdict, failure = "", f"the judge failed ({exc.message})"
         else:

@@ -15,6 +15,7 @@ from moe_core.builtins.consensus import (
 from moe_core.builtins.fixed import FixedGate, FixedGateOptions
 from moe_core.builtins.memory import MemoryTracker, MemoryTrackerOptions
 from moe_core.builtins.mixture import MixtureOfAgentsCombiner, MixtureOptions
+from moe_core.builtins.multi_factor import MultiFactorGate, MultiFactorOptions
 from moe_core.builtins.parallel import ConcatCombiner, FirstSuccessCombiner, ParallelOptions
 from moe_core.builtins.single import SingleCombiner, SingleCombinerOptions
 from moe_core.plugins import Register, hookimpl
@@ -23,6 +24,7 @@ from moe_core.plugins import Register, hookimpl
 @hookimpl
 def moe_register_gates(register: Register) -> None:
     register("fixed", FixedGate, options=FixedGateOptions)
+    register("multi-factor", MultiFactorGate, options=MultiFactorOptions)
 
 
 @hookimpl

@@ -34,7 +34,7 @@ def test_builtins_register_through_the_same_hooks():
     info = manager.infos["builtins"]
     assert info.distribution == "moe-core"
     assert info.kinds == {
-        "gate": ["fixed"],
+        "gate": ["fixed", "multi-factor"],
         "combiner": [
             "single",
             "first-success",

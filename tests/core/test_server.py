@@ -209,7 +209,7 @@ async def test_plugins_and_stats_endpoints(gateway):
     client = await gateway(ECHO)
     plugins = await (await client.get("/-/plugins")).json()
     by_name = {plugin["name"]: plugin for plugin in plugins}
-    assert by_name["builtins"]["kinds"]["gate"] == ["fixed"]
+    assert by_name["builtins"]["kinds"]["gate"] == ["fixed", "multi-factor"]
     assert by_name["openai-compat"]["distribution"] == "moe-openai-compat"
     assert by_name["openai-compat"]["version"]
     assert "moe_register_experts" in by_name["openai-compat"]["hooks"]

@@ -1,0 +1,413 @@
+"""The ``multi-factor`` gate: filter, score, select, validate, and say why at every step.
+
+1. **Filter**: an expert is removed when it is disabled, its provider's circuit is open, it lacks
+   an ability the request needs, the prompt and answer do not fit its context window, its quality
+   is below the request's floor, its p95 latency is above the ceiling, or its expected cost is
+   above the budget. When none is left, the error names which filter removed which expert.
+2. **Score** (points out of 100 with the default weights): quality, cost efficiency (cheapest
+   candidate full points, the dearest none, on a log scale), performance history, learned weight,
+   task preference, vendor preference; provider diversity counts when fallbacks and parallel
+   sets are picked. A request whose quality requirement is at least ``high_quality_threshold``
+   ranks for quality: cost counts only ``high_quality_cost_factor`` of its weight.
+3. **Select**: the best expert and, from other providers first, the next best as fallbacks; or,
+   when the seed's triggers fire, three provider-diverse experts plus a judge.
+4. **Validate**: the cost prediction of what was chosen, and when a budget is set and the caller
+   gave no ``max_tokens``, a ``max_tokens`` that keeps even the longest answer within it.
+
+A running A/B test (an :class:`~moe_core.signals.ExperimentSignal` tracker) overrides the pick
+when its expert passed the filters, and the decision says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from moe_core.builtins import multi_factor_explain as explain
+from moe_core.builtins.multi_factor_explain import Removed
+from moe_core.builtins.multi_factor_options import MultiFactorOptions, Weights
+from moe_core.builtins.multi_factor_parallel import parallel_decision, parallel_triggers
+from moe_core.builtins.multi_factor_profile import Candidate, Profile, profile_of
+from moe_core.builtins.multi_factor_request import Requirements, read_requirements
+from moe_core.cost import budget_output_cap, predict_cost
+from moe_core.errors import NoEligibleExpert
+from moe_core.models import ChatRequest, ExpertCard, RoutingDecision
+from moe_core.parts import Gate, Tracker
+from moe_core.signals import (
+    BreakerSignal,
+    ExperimentSignal,
+    PerformanceSignal,
+    WeightSignal,
+    find_signals,
+)
+
+__all__ = ["MultiFactorGate", "MultiFactorOptions", "Weights"]
+
+TRUSTED_HISTORY = 0.5
+"""Confidence from which observed p95 latency replaces the card's."""
+_CHEAPEST_USD = 1e-7
+"""Free models are priced at this for the log scale of cost efficiency."""
+
+
+@dataclass(slots=True)
+class _Signals:
+    breakers: list[BreakerSignal]
+    performance: list[PerformanceSignal]
+    weights: list[WeightSignal]
+    experiments: list[ExperimentSignal]
+
+
+class MultiFactorGate(Gate):
+    """Picks experts by abilities, limits, quality, cost and history, with an evidence trail."""
+
+    options: MultiFactorOptions
+
+    def __init__(self, name: str, options: MultiFactorOptions) -> None:
+        super().__init__(name, options)
+        self._profiles: dict[str, Profile] = {}
+        self._last_profiles: list[Profile] = []
+        self._signals_of: Mapping[str, Tracker] | None = None
+        self._signals = _Signals([], [], [], [])
+        self._parallel_strategies = frozenset(options.parallel_strategies)
+
+    # -- per-card and per-tracker work done once ------------------------------------------
+
+    def _profile(self, name: str, card: ExpertCard) -> Profile:
+        profile = self._profiles.get(name)
+        if profile is None or profile.card is not card:
+            profile = profile_of(name, card, self.options.quality_baseline)
+            self._profiles[name] = profile
+        return profile
+
+    def _profiles_for(self, experts: Mapping[str, ExpertCard]) -> list[Profile]:
+        """The profiles of ``experts``, reused while the cards are the same objects."""
+        cached = self._last_profiles
+        if len(cached) == len(experts):
+            for profile, (name, card) in zip(cached, experts.items(), strict=True):
+                if profile.card is not card or profile.name != name:
+                    break
+            else:
+                return cached
+        self._last_profiles = [self._profile(name, card) for name, card in experts.items()]
+        return self._last_profiles
+
+    def _signals_from(self, signals: Mapping[str, Tracker]) -> _Signals:
+        if signals is not self._signals_of:
+            self._signals = _Signals(
+                list(find_signals(signals, BreakerSignal)),
+                list(find_signals(signals, PerformanceSignal)),
+                list(find_signals(signals, WeightSignal)),
+                list(find_signals(signals, ExperimentSignal)),
+            )
+            self._signals_of = signals
+        return self._signals
+
+    # -- the decision -----------------------------------------------------------------------
+
+    async def route(
+        self,
+        request: ChatRequest,
+        experts: Mapping[str, ExpertCard],
+        signals: Mapping[str, Tracker],
+    ) -> RoutingDecision:
+        options = self.options
+        needs = read_requirements(
+            request,
+            task_abilities=options.task_capabilities,
+            parallel_strategies=self._parallel_strategies,
+            default_quality=options.default_quality_requirement,
+            chars_per_token=options.chars_per_token,
+            expected_output=options.expected_output_tokens,
+        )
+        found = self._signals_from(signals)
+        profiles = self._profiles_for(experts)
+        candidates, removed, usable = self._filter(profiles, needs, found)
+        if not candidates:
+            raise NoEligibleExpert(explain.nothing_left(removed, needs, len(profiles)), param="moe")
+        self._score(candidates, needs, found)
+        candidates.sort(key=lambda c: c.total, reverse=True)
+        return self._select(candidates, removed, usable, needs, found, request)
+
+    def _filter(
+        self, profiles: list[Profile], needs: Requirements, found: _Signals
+    ) -> tuple[list[Candidate], Removed, list[Profile]]:
+        """Candidates that pass every filter, what each filter removed (expert to its value),
+        and the experts that could at least be called (enabled, circuit closed, big enough):
+        possible judges."""
+        estimate = needs.estimate
+        floor, ceiling, budget = needs.quality_floor, needs.latency_ceiling_ms, needs.budget_usd
+        abilities = needs.abilities
+        prompt, usual = estimate.input_tokens, estimate.output_expected
+        limit = estimate.output_limit
+        charged = estimate.charged_prompt_tokens
+        breakers = found.breakers
+        candidates: list[Candidate] = []
+        disabled: dict[str, Any] = {}
+        circuits: dict[str, Any] = {}
+        small: dict[str, Any] = {}
+        unable: dict[str, Any] = {}
+        weak: dict[str, Any] = {}
+        slow: dict[str, Any] = {}
+        dear: dict[str, Any] = {}
+        usable: list[Profile] = []
+        open_providers: dict[str, bool] = {}
+        for p in profiles:
+            name = p.name
+            if not p.enabled:
+                disabled[name] = False
+                continue
+            if breakers:
+                provider = p.provider
+                blocked = open_providers.get(provider)
+                if blocked is None:
+                    blocked = False
+                    for breaker in breakers:
+                        if breaker.circuit_open(provider):
+                            blocked = True
+                            break
+                    open_providers[provider] = blocked
+                if blocked:
+                    circuits[name] = provider
+                    continue
+                for breaker in breakers:
+                    if breaker.circuit_open(name):
+                        blocked = True
+                        break
+                if blocked:
+                    circuits[name] = name
+                    continue
+            output = p.max_output if p.max_output is not None and p.max_output < usual else usual
+            if p.window is not None and prompt + output > p.window:
+                small[name] = p.window
+                continue
+            usable.append(p)
+            if abilities and not abilities <= p.abilities:
+                unable[name] = sorted(abilities - p.abilities)
+                continue
+            if floor is not None and p.quality < floor:
+                weak[name] = p.quality
+                continue
+            if ceiling is not None:
+                latency = self._latency(p, needs.task_type, found)
+                if latency is not None and latency > ceiling:
+                    slow[name] = latency
+                    continue
+            expected = prompt * p.per_in + output * p.per_out
+            if budget is not None:
+                # With the caller's max_tokens the longest answer must fit (the gateway checks
+                # that before each call); without, the gate caps it, so the expected cost must.
+                cost = expected if limit is None else charged * p.per_in + limit * p.per_out
+                if cost > budget:
+                    dear[name] = round(cost, 8)
+                    continue
+            candidates.append(Candidate(p, expected))
+        removed: Removed = {
+            which: experts
+            for which, experts in zip(
+                explain.FILTERS, (disabled, circuits, small, unable, weak, slow, dear), strict=True
+            )
+            if experts
+        }
+        return candidates, removed, usable
+
+    def _latency(self, p: Profile, task: str, found: _Signals) -> float | None:
+        """The p95 latency history shows when it is trusted enough, else the card's."""
+        for tracker in found.performance:
+            view = tracker.performance(p.name, task)
+            if view is not None:
+                if view.latency_p95_ms is not None and view.confidence >= TRUSTED_HISTORY:
+                    return view.latency_p95_ms
+                break
+        return p.latency_ms
+
+    def _score(self, candidates: list[Candidate], needs: Requirements, found: _Signals) -> None:
+        weights = self.options.weights
+        w_quality, w_performance, w_learned = weights.quality, weights.performance, weights.learned
+        w_preference, w_vendor = weights.task_preference, weights.vendor_preference
+        cost_weight = weights.cost
+        floor = needs.quality_floor
+        if floor is not None and floor >= self.options.high_quality_threshold:
+            cost_weight *= self.options.high_quality_cost_factor
+        log = math.log
+        logs = [
+            log(c.expected_usd if c.expected_usd > _CHEAPEST_USD else _CHEAPEST_USD)
+            for c in candidates
+        ]
+        dearest = max(logs)
+        spread = dearest - min(logs)
+        cost_per_log = cost_weight / spread if spread > 1e-9 else 0.0
+        task, vendors = needs.task_type, needs.vendors
+        history_sources, weight_sources = found.performance, found.weights
+        for candidate, log_cost in zip(candidates, logs, strict=True):
+            p = candidate.profile
+            cost = cost_weight if cost_per_log == 0.0 else (dearest - log_cost) * cost_per_log
+            history = 0.5
+            for tracker in history_sources:
+                view = tracker.performance(p.name, task)
+                if view is not None:
+                    history = view.confidence * view.success_rate + (1 - view.confidence) * 0.5
+                    break
+            learned = 1.0
+            for tracker in weight_sources:
+                learned *= tracker.learned_weight(p.name, task)
+            learned = 0.0 if learned < 0 else 1.0 if learned > 2 else learned / 2
+            parts = (
+                w_quality * p.quality_points,
+                cost,
+                w_performance * history,
+                w_learned * learned,
+                w_preference * p.preferences.get(task, 0.0),
+                w_vendor if p.provider in vendors else 0.0,
+            )
+            candidate.parts = parts
+            candidate.total = parts[0] + parts[1] + parts[2] + parts[3] + parts[4] + parts[5]
+
+    # -- selection and validation -----------------------------------------------------------
+
+    def _select(
+        self,
+        ranked: list[Candidate],
+        removed: Removed,
+        usable: list[Profile],
+        needs: Requirements,
+        found: _Signals,
+        request: ChatRequest,
+    ) -> RoutingDecision:
+        evidence: list[Any] = [needs.summary()]
+        evidence.extend(explain.filtered_items(removed, needs))
+        notes: list[str] = []
+        floor = needs.quality_floor
+        if floor is not None and floor >= self.options.high_quality_threshold:
+            notes.append(
+                f"quality requirement {floor:g} ranks for quality (cost counts "
+                f"{self.options.high_quality_cost_factor:.0%} of its weight)"
+            )
+        experiment = self._experiment(ranked, request, needs, found, evidence, notes)
+        if experiment is not None:
+            ranked = [experiment, *(c for c in ranked if c is not experiment)]
+
+        triggers = [] if experiment is not None else parallel_triggers(needs, self.options)
+        if triggers and len(ranked) > 1:
+            decision = parallel_decision(
+                self.name,
+                self.options,
+                ranked,
+                usable,
+                needs,
+                triggers,
+                evidence,
+                notes,
+                self._diverse,
+            )
+            if decision is not None:
+                return decision
+        elif triggers:
+            notes.append(f"parallel execution wanted ({triggers[0]}) but only one expert passed")
+
+        top = ranked[0]
+        budget = needs.budget_usd
+        cap = None
+        overrides: dict[str, Any] = {}
+        estimate = needs.estimate
+        card = top.profile.card
+        if budget is not None and estimate.output_limit is None and top.profile.per_out:
+            room = budget_output_cap(
+                card.cost_per_1k_input, card.cost_per_1k_output, estimate, budget
+            )
+            if room < estimate.output_max(card.max_output_tokens):
+                cap = room
+                overrides["max_tokens"] = cap
+                notes.append(f"max_tokens {cap} keeps the longest answer within the budget")
+        fallbacks = self._diverse(ranked[1:], {top.profile.provider}, self.options.fallbacks)
+        if budget is not None:
+            fallbacks = [c for c in fallbacks if self._worst(c.profile, needs, cap) <= budget]
+        prediction = predict_cost(
+            card.cost_per_1k_input,
+            card.cost_per_1k_output,
+            card.max_output_tokens,
+            estimate,
+            budget,
+            output_cap=cap,
+        )
+        evidence.extend(explain.score_item(c) for c in (top, *fallbacks))
+        evidence.append(prediction.evidence(top.profile.name))
+        runner_up = ranked[1] if len(ranked) > 1 else None
+        latency = None
+        if needs.latency_ceiling_ms is not None:
+            latency = self._latency(top.profile, needs.task_type, found)
+        rationale = explain.rationale(
+            top, needs, prediction.expected_usd, runner_up, removed, notes, latency
+        )
+        confidence = 0.5 if experiment is not None else explain.confidence(top, runner_up)
+        return RoutingDecision.model_construct(
+            experts=[top.profile.name],
+            strategy=None,
+            fallbacks=[c.profile.name for c in fallbacks],
+            gate=self.name,
+            confidence=confidence,
+            rationale=rationale,
+            runner_up=None if runner_up is None else runner_up.profile.name,
+            scores={c.profile.name: c.total for c in ranked},
+            evidence=evidence,
+            overrides=overrides,
+            judge=None,
+        )
+
+    def _worst(self, p: Profile, needs: Requirements, cap: int | None) -> float:
+        """What the budget check before a call charges for this expert."""
+        estimate = needs.estimate
+        output = estimate.output_max(p.card.max_output_tokens, cap)
+        return estimate.charged_prompt_tokens * p.per_in + output * p.per_out
+
+    def _diverse(
+        self, ranked: list[Candidate], providers: set[str], count: int, *, strict: bool = False
+    ) -> list[Candidate]:
+        """The ``count`` best of ``ranked``, a new provider worth the diversity weight (or, with
+        ``strict``, always first: a parallel set asks as many providers as it can)."""
+        bonus = 1e9 if strict else self.options.weights.diversity
+        chosen: list[Candidate] = []
+        seen = set(providers)
+        pool = list(ranked)
+        if not strict and len(pool) > count:
+            # While fewer than ``count`` are chosen, one of the ``count`` best is still in the
+            # pool, so nothing scoring more than the bonus below the count-th best can win.
+            reachable = ranked[count - 1].total - bonus
+            pool = [c for c in pool if c.total >= reachable]
+        while pool and len(chosen) < count:
+            best = max(
+                pool, key=lambda c: c.total + (bonus if c.profile.provider not in seen else 0.0)
+            )
+            pool.remove(best)
+            chosen.append(best)
+            seen.add(best.profile.provider)
+        return chosen
+
+    def _experiment(
+        self,
+        ranked: list[Candidate],
+        request: ChatRequest,
+        needs: Requirements,
+        found: _Signals,
+        evidence: list[Any],
+        notes: list[str],
+    ) -> Candidate | None:
+        for tracker in found.experiments:
+            assigned = tracker.assignment(request, needs.task_type)
+            if assigned is None:
+                continue
+            item = {
+                "kind": "experiment",
+                "assigned": assigned,
+                "top_scored": ranked[0].profile.name,
+            }
+            match = next((c for c in ranked if c.profile.name == assigned), None)
+            item["applied"] = match is not None
+            evidence.append(item)
+            if match is None:
+                notes.append(f"an A/B test assigned {assigned}, which did not pass the filters")
+                return None
+            notes.append(f"an A/B test assigned this request to {assigned}")
+            return match
+        return None
