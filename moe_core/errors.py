@@ -7,7 +7,10 @@ raise their own exception classes for it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+import orjson
 
 
 class MoEError(Exception):
@@ -140,6 +143,51 @@ class GateError(MoEError):
     """A gate returned a decision the gateway cannot run (a bug in the gate, not the request)."""
 
     code = "gate_error"
+
+
+def upstream_error(
+    where: str, status: int, body: bytes, headers: Mapping[str, str], *, credentials: str
+) -> MoEError:
+    """The gateway error for an HTTP error status from an expert's backend.
+
+    The upstream's own message is kept; a refused credential is the gateway's configuration,
+    not the caller's fault, so it is a 502 that names the setting to check (``credentials``),
+    never a 401 to the caller; a 429 keeps its ``Retry-After`` so the caller knows when to
+    come back. ``where`` names the expert, the upstream and the status; ``headers`` may be any
+    mapping whose lookups ignore case or use lower-case names."""
+    detail = upstream_detail(body)
+    if status == 429:
+        retry = headers.get("Retry-After") or headers.get("retry-after")
+        return RateLimited(
+            f"{where} is rate limited: {detail}",
+            headers={"Retry-After": retry} if retry else None,
+        )
+    if status in (401, 403):
+        return UpstreamError(
+            f"{where} refused the gateway's credentials (check {credentials}): {detail}"
+        )
+    if status in (400, 404, 409, 413, 422):
+        return InvalidRequest(f"{where} rejected the request: {detail}", code="upstream_rejected")
+    return UpstreamError(f"{where} failed: {detail}")
+
+
+def upstream_detail(body: bytes) -> str:
+    """The readable part of an upstream's error body: OpenAI's ``error.message``, a plain
+    ``error`` and/or ``message`` string, else the start of the body as text."""
+    try:
+        payload = orjson.loads(body)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        error = payload.get("error")
+        if isinstance(error, dict):
+            return str(error.get("message") or error)
+        message = payload.get("message")
+        if error and message:
+            return f"{error}: {message}"
+        if error or message:
+            return str(error or message)
+    return body[:500].decode("utf-8", "replace")
 
 
 class ConfigError(Exception):

@@ -28,13 +28,12 @@ from moe_core import (
     ExpertResult,
     ExpertTimeout,
     ExpertUnavailable,
-    InvalidRequest,
     MoEError,
     Options,
-    RateLimited,
     UpstreamError,
     Usage,
 )
+from moe_core.errors import upstream_detail, upstream_error
 from moe_openai_compat.http1 import HTTPClientError, HTTPPool, ReadTimeout
 
 
@@ -170,7 +169,7 @@ class OpenAIExpert(Expert):
                 f"expert {self.name!r}: unreadable stream event {data[:200]!r}"
             ) from None
         if "error" in chunk:
-            raise UpstreamError(f"expert {self.name!r}: {_message(chunk, data)}")
+            raise UpstreamError(f"expert {self.name!r}: {upstream_detail(data)}")
         choices = chunk.get("choices") or []
         delta = choices[0].get("delta") or {} if choices else {}
         return Delta(
@@ -183,26 +182,8 @@ class OpenAIExpert(Expert):
         )
 
     def _error(self, status: int, raw: bytes, headers: Mapping[str, str]) -> MoEError:
-        try:
-            detail = _message(orjson.loads(raw), raw)
-        except ValueError:
-            detail = raw[:500].decode("utf-8", "replace")
         where = f"expert {self.name!r} (upstream {self.options.base_url}, status {status})"
-        if status == 429:
-            retry = headers.get("retry-after")
-            return RateLimited(
-                f"{where} is rate limited: {detail}",
-                headers={"Retry-After": retry} if retry else None,
-            )
-        if status in (401, 403):
-            return UpstreamError(
-                f"{where} refused the gateway's credentials (check api_key_env): {detail}"
-            )
-        if status in (400, 404, 409, 413, 422):
-            return InvalidRequest(
-                f"{where} rejected the request: {detail}", code="upstream_rejected"
-            )
-        return UpstreamError(f"{where} failed: {detail}")
+        return upstream_error(where, status, raw, headers, credentials="api_key_env")
 
     def _connection_error(self, exc: HTTPClientError) -> MoEError:
         if isinstance(exc, ReadTimeout):
@@ -220,11 +201,3 @@ def _usage(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
     return Usage.of(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))
-
-
-def _message(payload: Any, raw: bytes) -> str:
-    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
-        return str(payload["error"].get("message") or payload["error"])
-    if isinstance(payload, dict) and isinstance(payload.get("error"), str):
-        return payload["error"]
-    return raw[:500].decode("utf-8", "replace")

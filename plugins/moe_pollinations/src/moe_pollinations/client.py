@@ -26,12 +26,11 @@ from pydantic import Field, field_validator
 from moe_core import (
     ExpertTimeout,
     ExpertUnavailable,
-    InvalidRequest,
     MoEError,
     Options,
-    RateLimited,
     UpstreamError,
 )
+from moe_core.errors import upstream_detail, upstream_error
 
 log = structlog.get_logger(__name__)
 
@@ -187,7 +186,7 @@ class PollinationsClient:
                             f"{self.who}: unreadable stream event {data[:200]!r}"
                         ) from None
                     if isinstance(chunk, dict) and "error" in chunk:
-                        raise UpstreamError(f"{self.who}: {_detail(data)}")
+                        raise UpstreamError(f"{self.who}: {upstream_detail(data)}")
                     yield chunk
         except TimeoutError:
             raise self._timeout(timeout_s, "while streaming") from None
@@ -250,23 +249,8 @@ class PollinationsClient:
 
     def error(self, status: int, body: bytes, headers: Any) -> MoEError:
         """The gateway error for an upstream error status."""
-        detail = _detail(body)
         where = f"{self.who} (Pollinations, status {status})"
-        if status == 429:
-            retry = headers.get("Retry-After")
-            return RateLimited(
-                f"{where} is rate limited: {detail}",
-                headers={"Retry-After": retry} if retry else None,
-            )
-        if status in (401, 403):
-            return UpstreamError(
-                f"{where} refused the gateway's credentials (check token_env): {detail}"
-            )
-        if status in (400, 404, 413, 422):
-            return InvalidRequest(
-                f"{where} rejected the request: {detail}", code="upstream_rejected"
-            )
-        return UpstreamError(f"{where} failed: {detail}")
+        return upstream_error(where, status, body, headers, credentials="token_env")
 
 
 class _Attempts:
@@ -374,20 +358,3 @@ def _query_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _detail(body: bytes) -> str:
-    try:
-        payload = orjson.loads(body)
-    except ValueError:
-        return body[:500].decode("utf-8", "replace")
-    if isinstance(payload, dict):
-        error = payload.get("error")
-        if isinstance(error, dict):
-            return str(error.get("message") or error)
-        message = payload.get("message")
-        if error and message:
-            return f"{error}: {message}"
-        if error or message:
-            return str(error or message)
-    return body[:500].decode("utf-8", "replace")
