@@ -226,9 +226,21 @@ def byte_job(rng: random.Random) -> str:
 
 
 def binary_junk(rng: random.Random) -> str:
-    raw = bytes(rng.getrandbits(8) for _ in range(rng.randint(16, 400)))
-    if rng.random() < 0.5:
-        raw = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + raw
+    """Bytes that are not text, as they arrive once decoded: random, tables, wide text, files."""
+    size = rng.choice((rng.randint(16, 400), rng.randint(400, 3000)))
+    kind = rng.choice(("random", "table", "utf16", "header"))
+    if kind == "table":
+        start = rng.randint(0, 200)
+        raw = bytes((start + i) % 256 for i in range(size))
+    elif kind == "utf16":
+        raw = " ".join(rng.sample(NOUNS, 6)).encode("utf-16-le") * rng.randint(1, 8)
+    else:
+        raw = bytes(rng.getrandbits(8) for _ in range(size))
+        if kind == "header":
+            header = rng.choice(
+                (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", b"PK\x03\x04\x14\x00", b"\x7fELF\x02\x01")
+            )
+            raw = header + raw
     return raw.decode("latin-1")
 
 
@@ -366,7 +378,7 @@ BYT5_MAKERS = (
     symbols,
     byte_job,
 )
-BYT5_MAKERS += (byte_job, binary_junk, short_question)
+BYT5_MAKERS += (byte_job, binary_junk, binary_junk, short_question)
 
 
 def rows(seed: int, byt5: int, longformer: int) -> list[tuple[str, str]]:
