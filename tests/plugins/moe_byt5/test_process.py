@@ -239,3 +239,15 @@ def test_example_config_names_the_seed_models(tiny_models) -> None:
     assert set(config["experts"]) == {"moe-expert-byt5", "moe-expert-longformer", "moe-auto"}
     assert config["experts"]["moe-expert-byt5"]["fallbacks"] == ["moe-expert-longformer"]
     assert service_config(tiny_models)["gate"] == config["gate"]
+
+
+async def test_an_expert_that_cannot_embed_is_a_clear_502_not_a_crash(gateway) -> None:
+    client = await gateway({"experts": {"chatty": {"kind": "echo", "card": {"capabilities": []}}}})
+    status, answer = await post(client, {"text": "hello", "task": "process"})
+    assert (status, answer["result"], answer["expert_used"]) == (200, "hello", "chatty")
+    client = await gateway(
+        {"experts": {"chatty": {"kind": "echo", "card": {"capabilities": ["embed"]}}}}
+    )
+    status, answer = await post(client, {"text": "hello", "task": "embed"})
+    assert status == 502
+    assert "answered task 'embed' with text" in answer["error"]["message"]

@@ -38,6 +38,7 @@ from moe_core import (
     MoEResponse,
     Options,
     PayloadTooLarge,
+    UpstreamError,
 )
 from moe_core.appkeys import REQUEST_ID_KEY
 from moe_core.http import json_response, read_json_body
@@ -181,7 +182,7 @@ def _answer(response: MoEResponse, body: ProcessBody) -> dict[str, Any]:
     content = response.result.content
     result: Any
     if body.task == "embed":
-        result = json.loads(content)
+        result = _vector(response.model, content)
     else:
         result = content
         if body.options.truncate_length and len(result) > body.options.truncate_length:
@@ -198,6 +199,19 @@ def _answer(response: MoEResponse, body: ProcessBody) -> dict[str, Any]:
         "rationale": metadata.rationale,
         "fallbacks": [record.model_dump() for record in metadata.fallbacks],
     }
+
+
+def _vector(expert: str, content: str) -> list[float]:
+    """An embed answer as numbers; an expert that does not embed (it answered text) is a 502."""
+    try:
+        vector = json.loads(content)
+    except json.JSONDecodeError:
+        vector = None
+    if not isinstance(vector, list) or not all(isinstance(x, int | float) for x in vector):
+        raise UpstreamError(
+            f"expert {expert!r} answered task 'embed' with text, not a vector; does it embed?"
+        )
+    return vector
 
 
 def _expert_named(moe: MoE, name: str | None) -> str | None:

@@ -11,6 +11,7 @@ order, and when ``max_queue`` are already waiting a new one is refused at once w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 from collections.abc import Callable
@@ -47,10 +48,16 @@ class ModelWorker:
         loop = asyncio.get_running_loop()
         self._in_line += 1
         future = self._executor.submit(functools.partial(function, *args))
-        future.add_done_callback(lambda _: loop.call_soon_threadsafe(self._leave))
+        future.add_done_callback(lambda _: self._leave(loop))
         return await asyncio.wrap_future(future)
 
-    def _leave(self) -> None:
+    def _leave(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Called in the worker thread when a call ends; the count lives on the loop's thread."""
+        # A closed loop means nobody is counting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._decrement)
+
+    def _decrement(self) -> None:
         self._in_line -= 1
 
     def close(self) -> None:
