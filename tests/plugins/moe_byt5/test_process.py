@@ -111,10 +111,16 @@ async def test_answers_are_cached_by_text_task_options_and_expert(client) -> Non
     _, again = await post(client, {"text": "abc-123", "task": "embed"})
     assert (first["cached"], again["cached"]) == (False, True)
     assert again["result"] == first["result"]
+    assert again["gate"] == "features"
     other_expert = {"text": "abc-123", "task": "embed", "options": {"force_expert": "longformer"}}
     _, forced = await post(client, other_expert)
     assert forced["cached"] is False
     assert forced["expert_used"] == "moe-expert-longformer"
+    # Forcing the expert the gate chose reuses the answer, with this request's routing.
+    same_expert = {"text": "abc-123", "task": "embed", "options": {"force_expert": "byt5"}}
+    _, forced = await post(client, same_expert)
+    assert (forced["cached"], forced["gate"], forced["confidence"]) == (True, "direct", 1.0)
+    assert forced["result"] == first["result"]
     _, other_task = await post(client, {"text": "abc-123", "task": "generate"})
     assert other_task["cached"] is False
 
@@ -193,8 +199,10 @@ async def test_health_carries_the_seed_fields(client) -> None:
     health = await response.json()
     assert health["status"] == "ok"
     assert health["models_loaded"] is True
-    assert health["cuda_available"] is False  # the test machine has no GPU
-    assert health["device"] == "cpu"
+    import torch
+
+    assert health["cuda_available"] is torch.cuda.is_available()
+    assert health["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 async def test_while_models_load_process_is_a_503_and_health_says_so(gateway) -> None:

@@ -75,15 +75,15 @@ class ResultCache:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._items: OrderedDict[tuple[str, ...], dict[str, Any]] = OrderedDict()
+        self._items: OrderedDict[tuple[str, ...], Any] = OrderedDict()
 
-    def get(self, key: tuple[str, ...]) -> dict[str, Any] | None:
+    def get(self, key: tuple[str, ...]) -> Any:
         found = self._items.get(key)
         if found is not None:
             self._items.move_to_end(key)
         return found
 
-    def put(self, key: tuple[str, ...], value: dict[str, Any]) -> None:
+    def put(self, key: tuple[str, ...], value: Any) -> None:
         if not self.size:
             return
         self._items[key] = value
@@ -133,20 +133,38 @@ class ProcessFrontend(Frontend):
             body.options.model_dump_json(exclude={"force_expert"}),
             decision.experts[0],
         )
-        answer = self.cache.get(key)
-        if answer is None:
+        result = self.cache.get(key)
+        if result is None:
             response = await moe.complete(chat, request_id=request[REQUEST_ID_KEY])
-            answer = _answer(response, body)
-            if not response.metadata.fallbacks:
-                self.cache.put(key, answer)
-            cached = False
+            metadata = response.metadata
+            answer = {
+                "result": _result(response, body),
+                "expert_used": response.model,
+                "confidence": metadata.confidence,
+                "gate": metadata.gate,
+                "rationale": metadata.rationale,
+                "fallbacks": [record.model_dump() for record in metadata.fallbacks],
+                "cached": False,
+            }
+            if not metadata.fallbacks:
+                self.cache.put(key, answer["result"])
         else:
-            cached = True
+            # The stored result, with this request's own routing decision.
+            answer = {
+                "result": result,
+                "expert_used": decision.experts[0],
+                "confidence": decision.confidence,
+                "gate": decision.gate,
+                "rationale": decision.rationale,
+                "fallbacks": [],
+                "cached": True,
+            }
         return json_response(
             {
                 **answer,
+                "input_features": features.extract(body.text),
+                "task": body.task,
                 "processing_time": round(time.perf_counter() - started, 6),
-                "cached": cached,
             }
         )
 
@@ -177,28 +195,16 @@ class ProcessFrontend(Frontend):
         return body
 
 
-def _answer(response: MoEResponse, body: ProcessBody) -> dict[str, Any]:
-    metadata = response.metadata
+def _result(response: MoEResponse, body: ProcessBody) -> Any:
+    """The answer as the seed's clients expect it: post-processed text, or the vector."""
     content = response.result.content
-    result: Any
     if body.task == "embed":
-        result = _vector(response.model, content)
-    else:
-        result = content
-        if body.options.truncate_length and len(result) > body.options.truncate_length:
-            result = result[: body.options.truncate_length] + "..."
-        if body.options.to_uppercase:
-            result = result.upper()
-    return {
-        "result": result,
-        "expert_used": response.model,
-        "confidence": metadata.confidence,
-        "input_features": features.extract(body.text),
-        "task": body.task,
-        "gate": metadata.gate,
-        "rationale": metadata.rationale,
-        "fallbacks": [record.model_dump() for record in metadata.fallbacks],
-    }
+        return _vector(response.model, content)
+    if body.options.truncate_length and len(content) > body.options.truncate_length:
+        content = content[: body.options.truncate_length] + "..."
+    if body.options.to_uppercase:
+        content = content.upper()
+    return content
 
 
 def _vector(expert: str, content: str) -> list[float]:
