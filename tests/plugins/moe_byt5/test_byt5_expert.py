@@ -124,3 +124,13 @@ def test_a_folder_that_is_not_a_model_is_a_clear_startup_error(tmp_path) -> None
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "has no config.json" in result.stderr
+
+
+def test_the_example_config_says_which_checkpoint_to_provide(tmp_path) -> None:
+    import moe_byt5
+
+    example = Path(moe_byt5.__file__).parent / "examples" / "process.yaml"
+    result = run_moe("route", "-c", str(example), "hi", env={"HF_HOME": str(tmp_path)})
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "experts.moe-expert-byt5.checkpoint: checkpoint 'google/byt5-small'" in result.stderr

@@ -100,3 +100,21 @@ async def test_process_reports_the_fallback_and_does_not_cache_it(gateway, confi
         assert body["expert_used"] == "moe-expert-byt5"
         assert body["fallbacks"][0]["expert"] == "moe-expert-longformer"
         assert body["cached"] is False
+
+
+async def test_a_gate_that_routes_back_to_the_alias_is_an_error_not_a_loop(gateway) -> None:
+    echo = {"kind": "echo"}
+    client = await sdk(
+        gateway,
+        {
+            "experts": {"moe-expert-byt5": echo, "moe-auto": {"kind": "gate-alias"}},
+            "gate": {
+                "kind": "features",
+                "experts": {"byt5": "moe-expert-byt5", "longformer": "moe-auto"},
+            },
+        },
+    )
+    with pytest.raises(openai.InternalServerError, match="routed a request for 'moe-auto'"):
+        await ask(client, "moe-auto", "a long document? " + "words and more words. " * 200)
+    answer = await ask(client, "moe-auto", "x = 1")  # routed to byt5: fine
+    assert answer.choices[0].message.content == "x = 1"
