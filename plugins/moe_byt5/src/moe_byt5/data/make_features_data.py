@@ -350,10 +350,50 @@ def sentence(rng: random.Random) -> str:
     return f"{connector} {body}.".strip()
 
 
+# Whole sentences of two more genres, so "long prose" is not one register: technical
+# documentation written in prose (it names software, yet reads as a document) and narrative.
+TECHNICAL = (
+    "The service keeps every incoming request in a queue until a worker is free to handle it.",
+    "When a worker fails, the request is returned to the queue and retried after a short delay.",
+    "Administrators can change the number of workers without restarting the whole system.",
+    "Each customer account has its own storage area, and no account can read another's files.",
+    "The nightly backup copies the database to a second region and keeps it for thirty days.",
+    "Most problems reported by users turned out to be caused by an expired certificate.",
+    "Before upgrading, read the release notes, since some settings were renamed in this version.",
+    "The reporting module collects figures from every branch and produces a summary each week.",
+    "Access to the administration pages is limited to staff who have completed the training.",
+    "If the connection to the payment provider is lost, orders are held until it is restored.",
+    "The previous version stored passwords in a weaker format, so users were asked to reset them.",
+    "Performance improved noticeably once the largest tables were split by year.",
+    "The team plans to retire the old interface at the end of the year, once the migration is done.",
+    "Support staff can see the history of each ticket, including every message and status change.",
+)
+NARRATIVE = (
+    "She had not been back to the town since her father sold the shop, nearly twenty years before.",
+    "The rain had stopped by the time they reached the bridge, and the river was high and brown.",
+    "He remembered the smell of the kitchen on Sunday mornings and the radio playing in the hall.",
+    "Nobody in the village could say exactly when the old mill had last been used.",
+    "They walked on in silence, each waiting for the other to mention what had happened.",
+    "The letter arrived on a Tuesday, in an envelope addressed in handwriting she did not know.",
+    "By the end of the summer the garden had grown wild, and the gate no longer closed properly.",
+    "His sister laughed when he told her the plan, but she agreed to help all the same.",
+    "The ferry was late again, and the passengers gathered under the roof of the small waiting room.",
+    "It took her most of the winter to read the diaries, and some pages she read more than once.",
+    "The neighbours said the house was empty, yet there was a light in the upstairs window.",
+    "When the storm finally passed, the whole street came out to look at the fallen trees.",
+)
+
+
 def long_prose(rng: random.Random) -> str:
+    genre = rng.choice(("general", "general", "technical", "narrative"))
     paragraphs = []
     for _ in range(rng.randint(3, 9)):
-        paragraphs.append(" ".join(sentence(rng) for _ in range(rng.randint(3, 8))))
+        count = rng.randint(3, 8)
+        if genre == "general":
+            paragraphs.append(" ".join(sentence(rng) for _ in range(count)))
+        else:
+            bank = TECHNICAL if genre == "technical" else NARRATIVE
+            paragraphs.append(" ".join(rng.sample(bank, min(count, len(bank)))))
     opener = rng.choice(OPENERS).format(n=rng.randint(1, 30))
     numbered = rng.random() < 0.2
     if numbered:
