@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import importlib.util
+
 from aiohttp import web
 
 from moe_core.appkeys import MOE_KEY
@@ -32,10 +36,30 @@ async def health(request: web.Request) -> web.Response:
         status = "loading"
     else:
         status = "unavailable"
+    # The first call may import torch (seconds): never on the event loop.
+    cuda = await asyncio.to_thread(cuda_available)
     return json_response(
-        {"status": status, "version": distribution_version("moe-core"), "experts": experts},
+        {
+            "status": status,
+            "version": distribution_version("moe-core"),
+            "experts": experts,
+            # The fields the seed's clients read: every expert loaded, and where models run.
+            "models_loaded": states == {"ready"},
+            "cuda_available": cuda,
+            "device": "cuda" if cuda else "cpu",
+        },
         status=200 if status in ("ok", "degraded") else 503,
     )
+
+
+@functools.cache
+def cuda_available() -> bool:
+    """Whether torch is installed and sees a GPU (asked once: it does not change while serving)."""
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 async def plugins(request: web.Request) -> web.Response:

@@ -52,7 +52,7 @@ def test_shape_errors_name_the_key(config, message):
         (
             {"experts": {"a": {"kind": "echoo"}}},
             PluginError,
-            "unknown expert kind 'echoo'; installed expert kinds: echo",
+            "unknown expert kind 'echoo'; installed expert kinds: byt5, echo,",
         ),
         (
             {"experts": {"a": {"kind": "echo"}}, "gate": {"kind": "fixed", "expert": "b"}},

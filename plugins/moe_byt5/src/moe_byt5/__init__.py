@@ -1,1 +1,1 @@
-"""moe plugin: ByT5 byte-level expert (not implemented yet)."""
+"""moe plugin: the ByT5 byte-level expert, the input-feature gate and the /process API."""

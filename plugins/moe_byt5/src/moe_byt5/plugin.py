@@ -1,5 +1,26 @@
-"""Not implemented yet: this plugin installs and registers no kinds, so nothing pretends to work.
+"""Hook implementations only; nothing heavy is imported here."""
 
-`moe plugins` lists it as registering nothing; a config that names one of its future kinds
-fails at startup with the list of kinds that do exist.
-"""
+from __future__ import annotations
+
+from moe_byt5.alias import GateAlias, GateAliasBinder
+from moe_byt5.expert import ByT5Expert, ByT5Options
+from moe_byt5.gate import FeaturesGate, FeaturesGateOptions
+from moe_byt5.process import ProcessFrontend, ProcessOptions
+from moe_core import Options, Register, hookimpl
+
+
+@hookimpl
+def moe_register_experts(register: Register) -> None:
+    register("byt5", ByT5Expert, options=ByT5Options)
+    register("gate-alias", GateAlias, options=Options)
+
+
+@hookimpl
+def moe_register_gates(register: Register) -> None:
+    register("features", FeaturesGate, options=FeaturesGateOptions)
+
+
+@hookimpl
+def moe_register_frontends(register: Register) -> None:
+    register("process", ProcessFrontend, options=ProcessOptions)
+    register("gate-alias", GateAliasBinder, options=Options)

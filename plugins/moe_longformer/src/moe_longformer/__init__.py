@@ -1,1 +1,1 @@
-"""moe plugin: Longformer and LED long-document expert (not implemented yet)."""
+"""moe plugin: a long-document expert (Longformer embeddings, LED summaries)."""

@@ -1,5 +1,11 @@
-"""Not implemented yet: this plugin installs and registers no kinds, so nothing pretends to work.
+"""Hook implementations only; nothing heavy is imported here."""
 
-`moe plugins` lists it as registering nothing; a config that names one of its future kinds
-fails at startup with the list of kinds that do exist.
-"""
+from __future__ import annotations
+
+from moe_core import Register, hookimpl
+from moe_longformer.expert import LongformerExpert, LongformerOptions
+
+
+@hookimpl
+def moe_register_experts(register: Register) -> None:
+    register("longformer", LongformerExpert, options=LongformerOptions)
