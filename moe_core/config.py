@@ -102,6 +102,15 @@ class ExpertConfig(InstanceConfig):
         return self.card.model_dump(include=self.card.model_fields_set)
 
 
+class GateConfig(InstanceConfig):
+    """The gate instance: the keys every gate has, plus its kind's options."""
+
+    aliases: list[str] = Field(
+        default_factory=list,
+        description="Other model names that mean 'auto' (e.g. moe-auto): the gate chooses.",
+    )
+
+
 class PluginsConfig(_Strict):
     disable: list[str] = Field(default_factory=list)
     require: list[str] = Field(default_factory=list)
@@ -110,7 +119,7 @@ class PluginsConfig(_Strict):
 class MoEConfig(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     experts: dict[str, ExpertConfig] = Field(min_length=1)
-    gate: InstanceConfig = Field(default_factory=lambda: InstanceConfig(kind="fixed"))
+    gate: GateConfig = Field(default_factory=lambda: GateConfig(kind="fixed"))
     combiner: InstanceConfig = Field(default_factory=lambda: InstanceConfig(kind="single"))
     trackers: dict[str, InstanceConfig] = Field(
         default_factory=lambda: {"memory": InstanceConfig(kind="memory")}
@@ -128,7 +137,7 @@ class MoEConfig(_Strict):
 
     @model_validator(mode="after")
     def _names_are_known(self) -> MoEConfig:
-        reserved = {"auto"}
+        reserved = {"auto", *self.gate.aliases}
         for name, expert in self.experts.items():
             if name in reserved:
                 raise ValueError(f"experts.{name}: {name!r} is reserved for the gate")

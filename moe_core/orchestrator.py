@@ -75,6 +75,7 @@ class MoE:
         self.experts = pool
         self.gate = gate
         self.default_combiner = combiner
+        self.auto_names = frozenset((AUTO, *config.gate.aliases))
         self.trackers = trackers
         self._combiners: dict[str, Combiner] = {config.combiner.kind: combiner}
         self._started = False
@@ -172,8 +173,8 @@ class MoE:
     # -- requests ------------------------------------------------------------------------
 
     def model_ids(self) -> list[str]:
-        """What a client may put in ``model``: ``auto`` and every expert's name."""
-        return [AUTO, *self.experts]
+        """What a client may put in ``model``: ``auto``, the gate's aliases, every expert."""
+        return [AUTO, *self.config.gate.aliases, *self.experts]
 
     @staticmethod
     def parse(request: RequestLike) -> ChatRequest:
@@ -194,7 +195,7 @@ class MoE:
     async def _decide(self, request: ChatRequest) -> RoutingDecision:
         forced = request.hints.force_expert
         target = forced or request.model
-        if target and target != AUTO:
+        if target and target not in self.auto_names:
             if target not in self.experts:
                 param = "moe.force_expert" if forced else "model"
                 raise ModelNotFound(

@@ -99,6 +99,20 @@ async def test_auto_goes_to_the_gate_and_a_named_expert_goes_to_that_expert():
     assert "moe.force_expert" in forced.metadata.rationale
 
 
+async def test_a_gate_alias_is_another_name_for_auto():
+    moe = build(
+        {
+            "experts": {"a": {"kind": "echo", "prefix": "A:"}, "b": {"kind": "echo"}},
+            "gate": {"kind": "fixed", "expert": "a", "aliases": ["moe-auto"]},
+        }
+    )
+    async with moe:
+        aliased = await moe.complete(user("hi", model="moe-auto"))
+    assert moe.model_ids() == ["auto", "moe-auto", "a", "b"]
+    assert aliased.result.content == "A:hi" and aliased.model == "a"
+    assert aliased.metadata.gate == "fixed" and aliased.metadata.experts_used == ["a"]
+
+
 async def test_route_decides_without_calling_any_expert():
     moe = build({"experts": {"a": {"kind": "echo", "fail": "error"}}})
     async with moe:

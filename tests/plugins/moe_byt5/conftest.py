@@ -38,10 +38,10 @@ def service_config(models: dict[str, Path], **gate_options: Any) -> dict[str, An
                 "max_new_tokens": 6,
                 "fallbacks": ["moe-expert-byt5"],
             },
-            "moe-auto": {"kind": "gate-alias"},
         },
         "gate": {
             "kind": "features",
+            "aliases": ["moe-auto"],
             "experts": {"byt5": "moe-expert-byt5", "longformer": "moe-expert-longformer"},
             **gate_options,
         },

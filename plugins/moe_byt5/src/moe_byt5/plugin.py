@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from moe_byt5.alias import GateAlias, GateAliasBinder
 from moe_byt5.expert import ByT5Expert, ByT5Options
 from moe_byt5.gate import FeaturesGate, FeaturesGateOptions
 from moe_byt5.process import ProcessFrontend, ProcessOptions
-from moe_core import Options, Register, hookimpl
+from moe_core import Register, hookimpl
 
 
 @hookimpl
 def moe_register_experts(register: Register) -> None:
     register("byt5", ByT5Expert, options=ByT5Options)
-    register("gate-alias", GateAlias, options=Options)
 
 
 @hookimpl
@@ -23,4 +21,3 @@ def moe_register_gates(register: Register) -> None:
 @hookimpl
 def moe_register_frontends(register: Register) -> None:
     register("process", ProcessFrontend, options=ProcessOptions)
-    register("gate-alias", GateAliasBinder, options=Options)

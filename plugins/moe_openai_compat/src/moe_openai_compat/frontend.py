@@ -107,7 +107,7 @@ async def route(request: web.Request) -> web.Response:
 
 
 def _model_entry(moe: Any, model_id: str) -> dict[str, Any]:
-    owner = "moe" if model_id == "auto" else moe.experts[model_id].card.provider
+    owner = moe.experts[model_id].card.provider if model_id in moe.experts else "moe"
     return {"id": model_id, "object": "model", "created": _STARTED, "owned_by": owner}
 
 
