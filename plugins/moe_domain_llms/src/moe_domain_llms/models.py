@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from moe_core.batching import MicroBatcher
+from moe_core.localmodels import LOADING_LOCK
 from moe_domain_llms.engine import Job, Output, generate_batch
 from moe_domain_llms.source import ModelSource, default_cache_dir, ensure_converted
 
@@ -99,13 +100,14 @@ def _load(key: ModelKey, batch: BatchSettings) -> LoadedModel:
         location = str(ensure_converted(key.source.gguf_file, cache))
     local_only = {"local_files_only": True, "trust_remote_code": key.trust_remote_code}
     device = _pick_device(key.device)
-    tokenizer = AutoTokenizer.from_pretrained(location, **local_only)
+    with LOADING_LOCK:  # transformers cannot load two models at once from two threads
+        tokenizer = AutoTokenizer.from_pretrained(location, **local_only)
+        model = AutoModelForCausalLM.from_pretrained(
+            location, dtype=_pick_dtype(key.dtype, device), **local_only
+        )
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(
-        location, dtype=_pick_dtype(key.dtype, device), **local_only
-    )
     model = model.to(device).eval()
     torch.set_grad_enabled(False)
     # One token of warm-up, so the first real request does not pay for lazy initialisation.

@@ -30,8 +30,7 @@ from moe_core import (
     Options,
     Usage,
 )
-from moe_longformer.source import resolve_checkpoint
-from moe_longformer.worker import ModelWorker, loading_lock
+from moe_core.localmodels import LOADING_LOCK, ModelWorker, resolve_checkpoint
 
 DEFAULT_EMBED_CHECKPOINT = "allenai/longformer-base-4096"
 DEFAULT_SUMMARIZE_CHECKPOINT = "allenai/led-base-16384"
@@ -114,7 +113,7 @@ class LongformerExpert(Expert):
         )
         classes = {"embed": LongformerModel, "summarize": LEDForConditionalGeneration}
         for task, source in self.sources.items():
-            with loading_lock():
+            with LOADING_LOCK:
                 tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
                 model = classes[task].from_pretrained(source, local_files_only=True)
             self._tokenizers[task] = tokenizer
