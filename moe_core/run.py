@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
+from typing import Protocol, runtime_checkable
 
 from moe_core.errors import BudgetExceeded, ExpertFailed, ExpertTimeout, MoEError
 from moe_core.events import Event, ExpertCalled
@@ -29,6 +30,18 @@ from moe_core.pool import ExpertPool, ExpertSlot
 Emit = Callable[[Event], Awaitable[None]]
 
 
+@runtime_checkable
+class CallGuard(Protocol):
+    """A tracker that may refuse a call before it starts: an open circuit breaker, a rate limit.
+
+    ``admit`` raises a :class:`MoEError` (``ExpertUnavailable``, ``RateLimited``) to refuse; the
+    combiner then treats the expert as failed and walks its fallback chain. A refused call never
+    reaches the expert, so no :class:`ExpertCalled` event is emitted for it.
+    """
+
+    async def admit(self, expert: str, provider: str) -> None: ...
+
+
 class Run:
     """The request, the decision, and the guarded way to call experts."""
 
@@ -40,12 +53,14 @@ class Run:
         decision: RoutingDecision,
         pool: ExpertPool,
         emit: Emit,
+        guards: Sequence[CallGuard] = (),
     ) -> None:
         self.request_id = request_id
         self.request = request
         self.decision = decision
         self._pool = pool
         self._emit = emit
+        self._guards = guards
         self.latency_ms: dict[str, float] = {}
         self.experts_used: list[str] = []
         self.fallbacks: list[FallbackRecord] = []
@@ -91,6 +106,7 @@ class Run:
         slot.check_ready()
         prepared = self.prepare(request)
         self._check_budget(slot, prepared)
+        await self._admit(slot)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(slot.timeout_s):
@@ -112,6 +128,7 @@ class Run:
         slot.check_ready()
         prepared = self.prepare(request)
         self._check_budget(slot, prepared)
+        await self._admit(slot)
         started = time.perf_counter()
         usage: Usage | None = None
         try:
@@ -137,6 +154,10 @@ class Run:
                 raise
             raise error from exc
         await self._record(slot, started, streamed=True, usage=usage, error=None)
+
+    async def _admit(self, slot: ExpertSlot) -> None:
+        for guard in self._guards:
+            await guard.admit(slot.name, slot.card.provider)
 
     def _check_budget(self, slot: ExpertSlot, request: ChatRequest) -> None:
         """Refuse to start a call whose worst case would take the request past its budget.

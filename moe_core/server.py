@@ -12,7 +12,8 @@ import hmac
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 import structlog
 from aiohttp import web
@@ -29,6 +30,8 @@ from moe_core.errors import (
 from moe_core.http import body_too_large, error_response, json_response
 from moe_core.orchestrator import MoE, build_part
 from moe_core.parts import Frontend
+from moe_core.signals import find_signals
+from moe_core.tracking.ratelimit import CALLER_KEY, key_id
 
 log = structlog.get_logger(__name__)
 
@@ -47,12 +50,14 @@ def create_app(moe: MoE, *, wait_for_experts: bool = False) -> web.Application:
     """
     server = moe.config.server
     api_keys = frozenset(server.api_keys())
+    limiters = list(find_signals(moe.trackers, KeyLimiter))
     app = web.Application(
         client_max_size=server.max_body_bytes,
         middlewares=[
             _request_id_middleware(server.access_log),
             _error_middleware,
             *([_auth_middleware] if api_keys else []),
+            *([_rate_limit_middleware(limiters)] if limiters else []),
         ],
     )
     app[MOE_KEY] = moe
@@ -185,6 +190,34 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
             "Incorrect API key provided.", headers={"WWW-Authenticate": "Bearer"}
         )
     return await handler(request)
+
+
+@runtime_checkable
+class KeyLimiter(Protocol):
+    """A tracker that limits requests per API key (``rate-limit``): raises 429 to refuse."""
+
+    async def admit_key(self, caller: str) -> None: ...
+
+
+def _rate_limit_middleware(limiters: Sequence[KeyLimiter]):
+    """Count each request against its key's limits before handling it (after auth, so a
+    rejected key spends nothing), and name the caller for the token count of its calls."""
+
+    @web.middleware
+    async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in PUBLIC_PATHS:
+            return await handler(request)
+        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        caller = key_id(key.strip() if scheme.lower() == "bearer" else None)
+        for limiter in limiters:
+            await limiter.admit_key(caller)
+        token = CALLER_KEY.set(caller)
+        try:
+            return await handler(request)
+        finally:
+            CALLER_KEY.reset(token)
+
+    return rate_limit
 
 
 def serve(moe: MoE, *, host: str | None = None, port: int | None = None) -> None:
