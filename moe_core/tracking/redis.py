@@ -47,30 +47,35 @@ class RedisStore(Store):
 
     shared = True
 
-    def __init__(self, url: str, prefix: str = "moe:") -> None:
+    def __init__(self, url: str, prefix: str = "moe:", max_connections: int = 32) -> None:
         super().__init__(prefix)
         self.url = url
+        self.max_connections = max_connections
         self._redis: Any = None
         self._update: Any = None
 
     async def start(self) -> None:
         if self._redis is not None:
             return
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
 
-        self._redis = Redis.from_url(self.url, decode_responses=True)
+        # A bounded pool that makes a burst of calls wait for a connection instead of failing.
+        pool = BlockingConnectionPool.from_url(
+            self.url, max_connections=self.max_connections, timeout=10, decode_responses=True
+        )
+        self._redis = Redis(connection_pool=pool)
         self._update = self._redis.register_script(_UPDATE)
         try:
             await self._redis.ping()
         except Exception as exc:
-            await self._redis.aclose()
+            await self._redis.aclose(close_connection_pool=True)
             self._redis = None
             raise ConnectionError(f"cannot reach Redis at {_safe(self.url)}: {exc}") from exc
 
     async def close(self) -> None:
         if self._redis is not None:
             redis, self._redis = self._redis, None
-            await redis.aclose()
+            await redis.aclose(close_connection_pool=True)
 
     @property
     def redis(self) -> Any:
