@@ -94,7 +94,8 @@ async def test_bad_feedback_is_a_400_naming_the_field(gateway, body, param, frag
 
 async def test_feedback_that_is_not_json_is_rejected(gateway):
     client = await gateway(tracked(EXPERTS))
-    response = await client.post("/v1/feedback", data="{not json", headers={"Content-Type": "application/json"})  # fmt: skip
+    json_type = {"Content-Type": "application/json"}
+    response = await client.post("/v1/feedback", data="{not json", headers=json_type)
     assert response.status == 400
     assert (await response.json())["error"]["code"] == "invalid_json"
     response = await client.post("/v1/feedback", data="rating=5")
