@@ -40,6 +40,8 @@ REQUEST_ID_HEADER = "X-Request-Id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Paths that must answer without a key: load balancers probe them.
 PUBLIC_PATHS = frozenset({"/health"})
+# Paths rate limits never count: introspection, and the usage a limited caller wants to see.
+UNLIMITED_PREFIXES = ("/-/", "/v1/rate-limits")
 
 
 def create_app(moe: MoE, *, wait_for_experts: bool = False) -> web.Application:
@@ -205,7 +207,7 @@ def _rate_limit_middleware(limiters: Sequence[KeyLimiter]):
 
     @web.middleware
     async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in PUBLIC_PATHS:
+        if request.path in PUBLIC_PATHS or request.path.startswith(UNLIMITED_PREFIXES):
             return await handler(request)
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
         caller = key_id(key.strip() if scheme.lower() == "bearer" else None)

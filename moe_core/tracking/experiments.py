@@ -219,7 +219,8 @@ class ABTestTracker(StoredTracker):
         )
 
     async def refresh(self) -> None:
-        self._tests.update(await self.store.scan(_TEST))
+        for key, test in (await self.store.scan(_TEST)).items():
+            self._tests[key.removeprefix(_TEST)] = test
 
     # -- analysis ------------------------------------------------------------------------
 
