@@ -61,10 +61,8 @@ async def test_an_expert_over_its_limit_hands_over_to_its_fallback(gateway):
 
 
 async def test_an_expert_over_its_limit_with_no_fallback_is_a_429(gateway):
-    config = tracked(
-        {"only": {"kind": "echo"}},
-        trackers={"limits": {"kind": "rate-limit", "per_expert": {"only": {"requests_per_minute": 1}}}},
-    )  # fmt: skip
+    limits = {"kind": "rate-limit", "per_expert": {"only": {"requests_per_minute": 1}}}
+    config = tracked({"only": {"kind": "echo"}}, trackers={"limits": limits})
     client = await gateway(config)
     assert (await client.post("/v1/chat/completions", json=ask())).status == 200
     refused = await client.post("/v1/chat/completions", json=ask())
