@@ -83,3 +83,12 @@ def tracked(experts: dict, *, tmp_path=None, store: str = "memory", **sections) 
 
 def ask(text: str = "hello", **extra) -> dict:
     return {"messages": [{"role": "user", "content": text}], **extra}
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store_config(request: pytest.FixtureRequest, tmp_path) -> dict:
+    """``tracked(...)`` keyword arguments for each store kind in turn."""
+    if request.param == "redis":
+        prefix = request.getfixturevalue("redis_prefix")
+        return {"store": "redis", "tracking": {"redis_url": REDIS_URL, "prefix": prefix}}
+    return {"store": request.param, "tmp_path": tmp_path}

@@ -21,8 +21,8 @@ def experts(**primary) -> dict:
     return {"primary": {**FAILING, **primary}, "backup": BACKUP}
 
 
-async def test_breaker_opens_after_consecutive_failures_and_calls_fail_fast():
-    moe = make_moe(tracked(experts()))
+async def test_breaker_opens_after_consecutive_failures_and_calls_fail_fast(store_config):
+    moe = make_moe(tracked(experts(), **store_config))
     async with moe:
         primary = moe.experts["primary"].expert
         for _ in range(3):
@@ -40,8 +40,10 @@ async def test_breaker_opens_after_consecutive_failures_and_calls_fail_fast():
         assert "circuit breaker for 'acme' is open after 3 consecutive failures" in fallback.error
 
 
-async def test_after_the_timeout_exactly_one_probe_goes_through_and_success_closes_it():
-    moe = make_moe(tracked(experts(delay_s=0.2)))
+async def test_after_the_timeout_exactly_one_probe_goes_through_and_success_closes_it(
+    store_config,
+):
+    moe = make_moe(tracked(experts(delay_s=0.2), **store_config))
     async with moe:
         primary = moe.experts["primary"].expert
         for _ in range(3):

@@ -7,8 +7,9 @@ from tests.core.tracking.conftest import ask, tracked
 EXPERTS = {"primary": {"kind": "echo", "fallbacks": ["backup"]}, "backup": {"kind": "echo"}}
 
 
-def limited(**options) -> dict:
-    return tracked(EXPERTS, trackers={"limits": {"kind": "rate-limit", **options}})
+def limited(store_config=None, **options) -> dict:
+    trackers = {"limits": {"kind": "rate-limit", **options}}
+    return tracked(EXPERTS, trackers=trackers, **(store_config or {}))
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -37,8 +38,8 @@ async def test_requests_per_minute_per_key(gateway, monkeypatch):
     assert (await client.get("/v1/models", headers=bearer("wrong"))).status == 401
 
 
-async def test_tokens_per_minute_per_key(gateway):
-    client = await gateway(limited(per_key={"tokens_per_minute": 10}))
+async def test_tokens_per_minute_per_key(gateway, store_config):
+    client = await gateway(limited(store_config, per_key={"tokens_per_minute": 10}))
     first = await client.post("/v1/chat/completions", json=ask("one two three four five six"))
     assert first.status == 200  # 6 tokens in, 6 out: 12 used, over 10 from now on
     refused = await client.post("/v1/chat/completions", json=ask("again"))
@@ -48,8 +49,10 @@ async def test_tokens_per_minute_per_key(gateway):
     assert usage["this_minute"]["key:anonymous"]["tokens"] == 12
 
 
-async def test_an_expert_over_its_limit_hands_over_to_its_fallback(gateway):
-    client = await gateway(limited(per_expert={"primary": {"requests_per_minute": 2}}))
+async def test_an_expert_over_its_limit_hands_over_to_its_fallback(gateway, store_config):
+    client = await gateway(
+        limited(store_config, per_expert={"primary": {"requests_per_minute": 2}})
+    )
     models = []
     for _ in range(4):
         response = await client.post("/v1/chat/completions", json=ask(model="primary"))
