@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from moe_core.appkeys import MOE_KEY
 from moe_core.signals import BreakerSignal, find_signals
 from moe_core.testing import make_moe
 from tests.core.tracking.conftest import ask, tracked
@@ -125,3 +126,16 @@ async def test_breaker_routes_say_when_no_breaker_is_configured(gateway):
     assert response.status == 404
     error = (await response.json())["error"]
     assert error["code"] == "tracker_not_configured" and "circuit-breaker" in error["message"]
+
+
+async def test_streamed_calls_are_guarded_and_counted_too(gateway):
+    client = await gateway(tracked(experts()))
+    for _ in range(3):
+        response = await client.post("/v1/chat/completions", json=ask(stream=True))
+        assert "backup:" in await response.text()
+    status = await (await client.get("/v1/circuit-breakers")).json()
+    assert status["data"]["acme"]["state"] == "open"
+    response = await client.post("/v1/chat/completions", json=ask(stream=True))
+    text = await response.text()
+    assert response.status == 200 and "backup:" in text and text.rstrip().endswith("[DONE]")
+    assert client.server.app[MOE_KEY].experts["primary"].expert.calls == 3
