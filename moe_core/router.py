@@ -248,7 +248,7 @@ class MoERouter:
         tracker = self._tracker(PerformanceTracker)
 
         async def stats() -> dict[str, Any]:
-            await tracker.refresh()
+            await tracker.sync()
             return tracker.routing_stats()
 
         return self._call(stats())

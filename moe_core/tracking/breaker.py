@@ -106,7 +106,8 @@ class CircuitBreakerTracker(StoredTracker):
         probe = target in self._probing
         self._probing.discard(target)
         if event.ok:
-            if probe or self._view.get(target, {}).get("failures", 0) or self.store.shared:
+            # The guard just read the state: write only when there is a streak to end.
+            if probe or self._view.get(target, {}).get("failures", 0):
                 self._view[target] = await self.store.update(
                     key, set={"state": "closed", "failures": 0.0, "updated_at": time.time()}
                 )

@@ -9,7 +9,7 @@ under the configured prefix, so several deployments (or test runs) can share one
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from moe_core.tracking.store import Hash, Store, decode
@@ -126,9 +126,11 @@ class RedisStore(Store):
     async def delete(self, key: str) -> None:
         await self.redis.delete(self.prefix + key)
 
-    async def push(self, key: str, value: float, cap: int) -> None:
+    async def push(self, key: str, values: Sequence[float], cap: int) -> None:
+        if not values:
+            return
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.lpush(self.prefix + key, repr(float(value)))
+            pipe.lpush(self.prefix + key, *(repr(float(value)) for value in values))
             pipe.ltrim(self.prefix + key, 0, cap - 1)
             await pipe.execute()
 

@@ -118,7 +118,7 @@ async def get_feedback(request: web.Request) -> web.Response:
 async def routing_stats(request: web.Request) -> web.Response:
     moe = request.app[MOE_KEY]
     performance = tracker_of(moe, PerformanceTracker)
-    await performance.refresh()
+    await performance.sync()
     stats: dict[str, Any] = performance.routing_stats()
     for breaker in trackers_of(moe, CircuitBreakerTracker):
         stats["circuit_breakers"] = await breaker.fresh_status()
@@ -140,13 +140,13 @@ async def expert_report(request: web.Request) -> web.Response:
     card = moe.experts[expert].card
     report: dict[str, Any] = {"expert": expert, "task_type": task, "card": card.model_dump()}
     for performance in trackers_of(moe, PerformanceTracker):
-        await performance.refresh()
+        await performance.sync()
         full = performance.report(expert)
         report["performance"] = full["overall"] if task is None else full["tasks"].get(task)
         if task is None:
             report["performance_by_task"] = full["tasks"]
     for feedback in trackers_of(moe, FeedbackTracker):
-        await feedback.refresh()
+        await feedback.sync()
         report["feedback"] = feedback.summary(expert, task)
         report["learned_weight"] = feedback.learned_weight(expert, task)
     for breaker in trackers_of(moe, CircuitBreakerTracker):

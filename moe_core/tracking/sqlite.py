@@ -14,7 +14,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -125,19 +125,19 @@ class SQLiteStore(Store):
     async def delete(self, key: str) -> None:
         await self._run(self._sync_delete, self.prefix + key)
 
-    def _sync_push(self, key: str, value: float, cap: int) -> None:
+    def _sync_push(self, key: str, values: list[float], cap: int) -> None:
         db = self._conn()
         with _transaction(db):
             row = db.execute("SELECT body FROM lists WHERE key = ?", (key,)).fetchone()
-            samples = [value, *(json.loads(row[0]) if row else [])][:cap]
+            samples = [*values[::-1], *(json.loads(row[0]) if row else [])][:cap]
             db.execute(
                 "INSERT INTO lists (key, body) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET body = excluded.body",
                 (key, json.dumps(samples)),
             )
 
-    async def push(self, key: str, value: float, cap: int) -> None:
-        await self._run(self._sync_push, self.prefix + key, value, cap)
+    async def push(self, key: str, values: Sequence[float], cap: int) -> None:
+        await self._run(self._sync_push, self.prefix + key, list(values), cap)
 
     def _sync_values(self, key: str) -> list[float]:
         row = self._conn().execute("SELECT body FROM lists WHERE key = ?", (key,)).fetchone()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 Value = float | str
@@ -69,8 +69,8 @@ class Store(abc.ABC):
         """Forget a hash, a list or a claim."""
 
     @abc.abstractmethod
-    async def push(self, key: str, value: float, cap: int) -> None:
-        """Add a sample to a list that keeps only the newest ``cap`` ones."""
+    async def push(self, key: str, values: Sequence[float], cap: int) -> None:
+        """Add samples (oldest first) to a list that keeps only the newest ``cap`` ones."""
 
     @abc.abstractmethod
     async def values(self, key: str) -> list[float]:
@@ -155,11 +155,11 @@ class MemoryStore(Store):
         self._lists.pop(key, None)
         self._claims.pop(key, None)
 
-    async def push(self, key: str, value: float, cap: int) -> None:
+    async def push(self, key: str, values: Sequence[float], cap: int) -> None:
         samples = self._lists.get(key)
         if samples is None or samples.maxlen != cap:
             samples = self._lists[key] = deque(samples or (), maxlen=cap)
-        samples.appendleft(value)
+        samples.extendleft(values)
 
     async def values(self, key: str) -> list[float]:
         return list(self._lists.get(key, ()))

@@ -47,8 +47,9 @@ async def test_hashes_expire(store):
 
 
 async def test_sample_lists_keep_the_newest(store):
-    for value in range(8):
-        await store.push("lat:a", float(value), cap=5)
+    for value in range(6):
+        await store.push("lat:a", [float(value)], cap=5)
+    await store.push("lat:a", [6.0, 7.0], cap=5)
     assert await store.values("lat:a") == [7.0, 6.0, 5.0, 4.0, 3.0]
 
 
