@@ -37,7 +37,10 @@ TRACKERS = {
     "ab-tests": {"kind": "ab-tests"},
     "limits": {"kind": "rate-limit", "per_expert": {"echo": {"requests_per_minute": 10**9}}},
 }
-REQUEST = {"messages": [{"role": "user", "content": "how fast is tracking"}], "moe": {"task_type": "chat"}}  # fmt: skip
+REQUEST = {
+    "messages": [{"role": "user", "content": "how fast is tracking"}],
+    "moe": {"task_type": "chat"},
+}
 
 
 def config(store: str | None, workdir: Path, prefix: str) -> dict[str, Any]:
