@@ -6,7 +6,7 @@ import pytest
 
 from moe_core.signals import PerformanceSignal, find_signals
 from moe_core.testing import make_moe
-from tests.core.tracking.conftest import ask, tracked
+from tests.core.tracking.conftest import TRACKERS, ask, tracked
 
 EXPERTS = {
     "fast": {"kind": "echo", "card": {"cost_per_1k_input": 1.0, "cost_per_1k_output": 2.0}},
@@ -75,3 +75,22 @@ async def test_routing_stats_and_expert_report_over_http(gateway):
     missing = await client.get("/v1/experts/nobody/report")
     assert missing.status == 404
     assert (await missing.json())["error"]["code"] == "expert_not_found"
+
+
+async def test_every_tracker_reports_in_the_admin_stats(gateway):
+    trackers = {
+        **TRACKERS,
+        "limits": {"kind": "rate-limit", "per_key": {"requests_per_minute": 100}},
+    }
+    client = await gateway(tracked(EXPERTS, trackers=trackers))
+    await client.post("/v1/chat/completions", json=ask("hi", model="flaky"))
+    stats = await (await client.get("/-/stats")).json()
+    assert stats["performance"]["routing"]["total_requests"] == 1
+    assert stats["performance"]["experts"]["fast"]["overall"]["calls"] == 1
+    # flaky failed, then fast (the same provider) answered: the streak is over
+    echo = stats["breaker"]["breakers"]["echo"]
+    assert echo["state"] == "closed" and echo["consecutive_failures"] == 0
+    assert "'flaky' failed" in echo["last_error"]
+    assert stats["limits"]["per_key"]["requests_per_minute"] == 100
+    assert stats["ab-tests"] == {"tests": []}
+    assert stats["feedback"] == {}
