@@ -76,7 +76,12 @@ class MoE:
         self.trackers = trackers
         self.store = store
         """The store named by ``tracking``, when a tracker keeps its state there."""
-        self.guards: list[CallGuard] = list(find_signals(trackers, CallGuard))
+        # Guards that hold something once they admit a call (a breaker's single probe) go last,
+        # so that no later guard can refuse the call they admitted.
+        self.guards: list[CallGuard] = sorted(
+            find_signals(trackers, CallGuard),
+            key=lambda guard: getattr(guard, "admits_last", False),
+        )
         self._combiners: dict[str, Combiner] = {config.combiner.kind: combiner}
         self._started = False
 

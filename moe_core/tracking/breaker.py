@@ -58,6 +58,8 @@ class CircuitBreakerTracker(StoredTracker):
     """Opens per provider after consecutive failures; one probe after a timeout closes it."""
 
     options: BreakerOptions
+    admits_last = True
+    """Asked after every other guard: admitting a probe claims it."""
 
     def __init__(self, name: str, options: BreakerOptions) -> None:
         super().__init__(name, options)

@@ -139,3 +139,22 @@ async def test_streamed_calls_are_guarded_and_counted_too(gateway):
     text = await response.text()
     assert response.status == 200 and "backup:" in text and text.rstrip().endswith("[DONE]")
     assert client.server.app[MOE_KEY].experts["primary"].expert.calls == 3
+
+
+async def test_a_probe_refused_by_a_rate_limit_is_never_claimed():
+    trackers = {
+        "breaker": {"kind": "circuit-breaker", "failure_threshold": 1, "reset_timeout_s": 0.1},
+        "limits": {"kind": "rate-limit", "per_expert": {"primary": {"requests_per_minute": 1}}},
+    }
+    moe = make_moe(tracked(experts(), trackers=trackers))
+    assert [type(guard).__name__ for guard in moe.guards] == [
+        "RateLimitTracker",
+        "CircuitBreakerTracker",
+    ]
+    async with moe:
+        await moe.complete(ask())  # primary fails once: open; its one call a minute is spent
+        await asyncio.sleep(0.15)
+        response = await moe.complete(ask())
+        assert "Rate limit reached" in response.metadata.fallbacks[0].error
+        # Nobody holds the half-open probe: the next call admitted may take it.
+        assert await moe.store.claim("breaker-probe:acme", 1.0)
