@@ -1,7 +1,8 @@
 """The ``feedback`` tracker: the learning loop from outcomes to the weights gates read.
 
 It remembers each finished request (who answered, the task type) for ``remember_days``, so a
-client can later ``POST /v1/feedback`` with just the request id. Every feedback is appended to a
+client can later ``POST /v1/feedback`` with just the request id (on a shared store before the
+answer is returned, so any instance can take the feedback; on a single-instance store just after). Every feedback is appended to a
 durable log before it is acknowledged, then folded into per expert x task figures: the seed's
 feedback score (outcome, quality, rating, PR merged or reverted) as an exponential moving
 average starting from neutral, which :meth:`learned_weight` turns into a weight (1.0 neutral,
@@ -10,11 +11,13 @@ average starting from neutral, which :meth:`learned_weight` turns into a weight 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import OrderedDict
 from typing import Any, Literal
 
+import structlog
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from moe_core.errors import InvalidRequest, NotFound
@@ -22,6 +25,8 @@ from moe_core.events import Event, RequestFinished, RequestStarted
 from moe_core.plugins import Options
 from moe_core.tracking.base import StoredTracker
 from moe_core.tracking.store import Hash
+
+log = structlog.get_logger(__name__)
 
 ALL_TASKS = "*"
 NEUTRAL = 0.5
@@ -102,6 +107,8 @@ class FeedbackTracker(StoredTracker):
         super().__init__(name, options)
         self._weights: dict[tuple[str, str], Hash] = {}
         self._tasks: OrderedDict[str, str | None] = OrderedDict()
+        self._recent: OrderedDict[str, Hash] = OrderedDict()
+        self._writes: set[asyncio.Task[None]] = set()
 
     async def observe(self, event: Event) -> None:
         if isinstance(event, RequestStarted):
@@ -112,20 +119,48 @@ class FeedbackTracker(StoredTracker):
             task = self._tasks.pop(event.request_id, None)
             if event.metadata is None or not event.metadata.experts_used:
                 return
+            record: Hash = {
+                "expert": event.metadata.experts_used[-1],
+                "experts": json.dumps(event.metadata.experts_used),
+                "task": task or "",
+                "finished_at": time.time(),
+            }
+            if self.store.shared:
+                # Another instance may get the feedback next: the record must be there first.
+                await self._remember(event.request_id, record)
+                return
+            # One instance only: write off the request path; until the write lands, lookups
+            # find the request in _recent. Pending writes finish at shutdown.
+            self._recent[event.request_id] = record
+            while len(self._recent) > 10_000:
+                self._recent.popitem(last=False)
+            write = asyncio.create_task(self._remember_quietly(event.request_id, record))
+            self._writes.add(write)
+            write.add_done_callback(self._writes.discard)
+
+    async def _remember(self, request_id: str, record: Hash) -> None:
+        try:
             await self.store.update(
-                _REQUEST + event.request_id,
-                set={
-                    "expert": event.metadata.experts_used[-1],
-                    "experts": json.dumps(event.metadata.experts_used),
-                    "task": task or "",
-                    "finished_at": time.time(),
-                },
-                ttl_s=self.options.remember_days * 86400,
+                _REQUEST + request_id, set=record, ttl_s=self.options.remember_days * 86400
             )
+        finally:
+            self._recent.pop(request_id, None)
+
+    async def _remember_quietly(self, request_id: str, record: Hash) -> None:
+        try:
+            await self._remember(request_id, record)
+        except Exception as exc:
+            log.warning("feedback.remember_failed", request_id=request_id, error=str(exc))
+
+    async def flush(self) -> None:
+        if self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
 
     async def request(self, request_id: str) -> Hash:
         """What the gateway remembers of a request (empty if unknown or forgotten)."""
-        return await self.store.get(_REQUEST + request_id.removeprefix("chatcmpl-"))
+        request_id = request_id.removeprefix("chatcmpl-")
+        recent = self._recent.get(request_id)
+        return dict(recent) if recent is not None else await self.store.get(_REQUEST + request_id)
 
     async def record(self, feedback: Feedback, known_experts: set[str]) -> dict[str, Any]:
         """Store one feedback durably and update the learned weights; returns what was stored.
