@@ -2,8 +2,9 @@
 
 It remembers each finished request (who answered, the task type) for ``remember_days``, so a
 client can later ``POST /v1/feedback`` with just the request id (on a shared store before the
-answer is returned, so any instance can take the feedback; on a single-instance store just after). Every feedback is appended to a
-durable log before it is acknowledged, then folded into per expert x task figures: the seed's
+answer is returned, so any instance can take the feedback; on a single-instance store just
+after). Every feedback is appended to a durable log before it is acknowledged, then folded into
+per expert x task figures: the seed's
 feedback score (outcome, quality, rating, PR merged or reverted) as an exponential moving
 average starting from neutral, which :meth:`learned_weight` turns into a weight (1.0 neutral,
 0..2) for :class:`moe_core.signals.WeightSignal`.
