@@ -126,8 +126,9 @@ class FeedbackTracker(StoredTracker):
                 "task": task or "",
                 "finished_at": time.time(),
             }
-            if self.store.shared:
-                # Another instance may get the feedback next: the record must be there first.
+            if self.store.shared or self.store.in_process:
+                # Another instance may get the feedback next: the record must be there first
+                # (and in memory, writing is cheaper than scheduling a write).
                 await self._remember(event.request_id, record)
                 return
             # One instance only: write off the request path; until the write lands, lookups

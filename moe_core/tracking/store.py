@@ -27,6 +27,8 @@ class Store(abc.ABC):
 
     shared: bool = False
     """Whether other processes may change this store, so trackers must refresh local views."""
+    in_process: bool = False
+    """Whether operations complete without I/O, so writing them behind would only cost time."""
 
     def __init__(self, prefix: str = "moe:") -> None:
         self.prefix = prefix
@@ -117,6 +119,8 @@ def decode(value: str | bytes) -> Value:
 
 class MemoryStore(Store):
     """State in this process only: for tests and for gateways that need not remember."""
+
+    in_process = True
 
     def __init__(self, prefix: str = "moe:") -> None:
         super().__init__(prefix)
