@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from typing import Protocol, runtime_checkable
 
+import structlog
+
 from moe_core.errors import BudgetExceeded, ExpertFailed, ExpertTimeout, MoEError
 from moe_core.events import Event, ExpertCalled
 from moe_core.models import (
@@ -26,6 +28,8 @@ from moe_core.models import (
     Usage,
 )
 from moe_core.pool import ExpertPool, ExpertSlot
+
+log = structlog.get_logger(__name__)
 
 Emit = Callable[[Event], Awaitable[None]]
 
@@ -157,7 +161,14 @@ class Run:
 
     async def _admit(self, slot: ExpertSlot) -> None:
         for guard in self._guards:
-            await guard.admit(slot.name, slot.card.provider)
+            try:
+                await guard.admit(slot.name, slot.card.provider)
+            except MoEError:
+                raise
+            except Exception as exc:
+                # A guard that cannot decide (its store is down) lets the call through: losing
+                # a breaker or a limit for a moment beats refusing every request.
+                log.warning("guard.failed", guard=type(guard).__name__, error=str(exc))
 
     def _check_budget(self, slot: ExpertSlot, request: ChatRequest) -> None:
         """Refuse to start a call whose worst case would take the request past its budget.

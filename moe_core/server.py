@@ -212,7 +212,12 @@ def _rate_limit_middleware(limiters: Sequence[KeyLimiter]):
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
         caller = key_id(key.strip() if scheme.lower() == "bearer" else None)
         for limiter in limiters:
-            await limiter.admit_key(caller)
+            try:
+                await limiter.admit_key(caller)
+            except MoEError:
+                raise
+            except Exception as exc:  # its store is down: serve rather than refuse everyone
+                log.warning("rate_limit.failed", error=str(exc))
         token = CALLER_KEY.set(caller)
         try:
             return await handler(request)

@@ -13,13 +13,16 @@ configured, it says which kind to add (404 ``tracker_not_configured``), never a 
 
 from __future__ import annotations
 
+import functools
+import sqlite3
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from moe_core.appkeys import MOE_KEY
-from moe_core.errors import InvalidRequest, NotFound
+from moe_core.errors import InvalidRequest, MoEError, NotFound
 from moe_core.http import json_response, read_json_body
 from moe_core.orchestrator import MoE
 from moe_core.parts import Frontend
@@ -31,6 +34,7 @@ from moe_core.tracking.ratelimit import RateLimitTracker
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 KIND_OF = {
     FeedbackTracker: "feedback",
@@ -45,17 +49,47 @@ class TrackingFrontend(Frontend):
     """Feedback, statistics, reports, circuit breakers and A/B tests over HTTP."""
 
     def setup(self, app: web.Application) -> None:
-        app.router.add_post("/v1/feedback", post_feedback)
-        app.router.add_get("/v1/feedback/{request_id}", get_feedback)
-        app.router.add_get("/v1/routing/stats", routing_stats)
-        app.router.add_get("/v1/experts/{expert}/report", expert_report)
-        app.router.add_get("/v1/circuit-breakers", breakers)
-        app.router.add_post("/v1/circuit-breakers/{name}/reset", reset_breaker)
-        app.router.add_post("/v1/ab-tests", start_ab_test)
-        app.router.add_get("/v1/ab-tests", list_ab_tests)
-        app.router.add_get("/v1/ab-tests/{test_id}", analyse_ab_test)
-        app.router.add_post("/v1/ab-tests/{test_id}/stop", stop_ab_test)
-        app.router.add_get("/v1/rate-limits", rate_limits)
+        routes = [
+            ("POST", "/v1/feedback", post_feedback),
+            ("GET", "/v1/feedback/{request_id}", get_feedback),
+            ("GET", "/v1/routing/stats", routing_stats),
+            ("GET", "/v1/experts/{expert}/report", expert_report),
+            ("GET", "/v1/circuit-breakers", breakers),
+            ("POST", "/v1/circuit-breakers/{name}/reset", reset_breaker),
+            ("POST", "/v1/ab-tests", start_ab_test),
+            ("GET", "/v1/ab-tests", list_ab_tests),
+            ("GET", "/v1/ab-tests/{test_id}", analyse_ab_test),
+            ("POST", "/v1/ab-tests/{test_id}/stop", stop_ab_test),
+            ("GET", "/v1/rate-limits", rate_limits),
+        ]
+        for method, path, handler in routes:
+            app.router.add_route(method, path, _store_errors_are_503(handler))
+
+
+class StoreUnavailable(MoEError):
+    """The tracking store cannot be reached: nothing was recorded, try again."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "store_unavailable"
+
+
+def _store_errors_are_503(handler: Handler) -> Handler:
+    """A store that is down is a 503 saying so (so feedback is never acknowledged unstored)."""
+    from redis.exceptions import RedisError
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except (OSError, sqlite3.Error, RedisError) as exc:
+            raise StoreUnavailable(
+                f"The tracking store is unavailable ({type(exc).__name__}: {exc}); nothing was "
+                "recorded, retry later",
+                headers={"Retry-After": "1"},
+            ) from exc
+
+    return guarded
 
 
 def trackers_of(moe: MoE, kind: type[T]) -> list[T]:

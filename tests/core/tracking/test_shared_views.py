@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from moe_core.appkeys import MOE_KEY
 from moe_core.models import ChatRequest
 from moe_core.signals import (
     BreakerSignal,
@@ -61,3 +62,32 @@ async def test_the_other_instance_sees_breakers_performance_weights_and_tests(re
         assigned = signal(one, ExperimentSignal).assignment(request, None)
         assert assigned in {"flaky", "steady"}
         assert signal(two, ExperimentSignal).assignment(request, None) == assigned
+
+
+async def test_when_redis_goes_away_requests_are_still_served_and_feedback_is_a_503(
+    gateway, redis_prefix
+):
+    from redis.asyncio import Redis
+
+    trackers = {
+        **TRACKERS,
+        "limits": {"kind": "rate-limit", "per_key": {"requests_per_minute": 100}},
+    }
+    tracking = {"redis_url": REDIS_URL, "prefix": redis_prefix}
+    client = await gateway(tracked(EXPERTS, store="redis", tracking=tracking, trackers=trackers))
+    answered = await client.post("/v1/chat/completions", json=ask(model="steady"))
+    store = client.server.app[MOE_KEY].store
+    live = store._redis
+    store._redis = Redis.from_url("redis://127.0.0.1:1/0")  # the server is gone
+    try:
+        response = await client.post("/v1/chat/completions", json=ask(model="steady"))
+        assert response.status == 200, "breakers and limits fail open while the store is down"
+        feedback = await client.post(
+            "/v1/feedback", json={"request_id": (await answered.json())["id"], "rating": 5}
+        )
+        assert feedback.status == 503
+        error = (await feedback.json())["error"]
+        assert error["code"] == "store_unavailable" and "nothing was recorded" in error["message"]
+    finally:
+        await store._redis.aclose()
+        store._redis = live
