@@ -73,12 +73,14 @@ async def measure(store: str | None, workdir: Path, n: int, concurrency: int) ->
         started = time.perf_counter()
         await asyncio.gather(*(worker(n // concurrency) for _ in range(concurrency)))
         concurrent_s = time.perf_counter() - started
-        if store == "redis":
-            assert moe.store is not None
-            redis = moe.store.redis  # type: ignore[attr-defined]
-            keys = [key async for key in redis.scan_iter(match=prefix + "*")]
-            if keys:
-                await redis.delete(*keys)
+    if store == "redis":  # after closing: trackers write their last figures when they close
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url(REDIS_URL)
+        keys = [key async for key in redis.scan_iter(match=prefix + "*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
     done = (n // concurrency) * concurrency
     return {
         "sequential_us_per_request": sequential_s / n * 1e6,

@@ -31,7 +31,10 @@ needs_redis = pytest.mark.skipif(
 
 @pytest.fixture
 def redis_prefix() -> Iterator[str]:
-    """A key prefix no other test uses; every key under it is deleted after the test."""
+    """A key prefix no other test uses; every key under it is deleted after the test.
+
+    Ask for it before ``gateway`` so that it is torn down after the gateway, whose trackers
+    write their last figures when they close."""
     if not redis_reachable():
         pytest.skip("Redis is not reachable on 127.0.0.1:6379 (CI starts it)")
     prefix = f"moe-test:{uuid.uuid4().hex}:"

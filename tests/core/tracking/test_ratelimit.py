@@ -38,7 +38,7 @@ async def test_requests_per_minute_per_key(gateway, monkeypatch):
     assert (await client.get("/v1/models", headers=bearer("wrong"))).status == 401
 
 
-async def test_tokens_per_minute_per_key(gateway, store_config):
+async def test_tokens_per_minute_per_key(store_config, gateway):
     client = await gateway(limited(store_config, per_key={"tokens_per_minute": 10}))
     first = await client.post("/v1/chat/completions", json=ask("one two three four five six"))
     assert first.status == 200  # 6 tokens in, 6 out: 12 used, over 10 from now on
@@ -49,7 +49,7 @@ async def test_tokens_per_minute_per_key(gateway, store_config):
     assert usage["this_minute"]["key:anonymous"]["tokens"] == 12
 
 
-async def test_an_expert_over_its_limit_hands_over_to_its_fallback(gateway, store_config):
+async def test_an_expert_over_its_limit_hands_over_to_its_fallback(store_config, gateway):
     client = await gateway(
         limited(store_config, per_expert={"primary": {"requests_per_minute": 2}})
     )

@@ -65,7 +65,7 @@ async def test_the_other_instance_sees_breakers_performance_weights_and_tests(re
 
 
 async def test_when_redis_goes_away_requests_are_still_served_and_feedback_is_a_503(
-    gateway, redis_prefix
+    redis_prefix, gateway
 ):
     from redis.asyncio import Redis
 
