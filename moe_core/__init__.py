@@ -38,6 +38,7 @@ from moe_core.models import (
 from moe_core.orchestrator import MoE, MoEStream
 from moe_core.parts import Combiner, Expert, Frontend, Gate, Tracker, require_known_experts
 from moe_core.plugins import CombinerOptions, Options, Register, create_plugin_manager, hookimpl
+from moe_core.router import MoERouter, RoutingRequest
 from moe_core.run import Run
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "MoEError",
     "MoEMetadata",
     "MoEResponse",
+    "MoERouter",
     "MoEStream",
     "ModelNotFound",
     "NoEligibleExpert",
@@ -76,6 +78,7 @@ __all__ = [
     "Register",
     "RoutingDecision",
     "RoutingHints",
+    "RoutingRequest",
     "Run",
     "Tracker",
     "UpstreamError",

@@ -116,6 +116,33 @@ class PluginsConfig(_Strict):
     require: list[str] = Field(default_factory=list)
 
 
+class TrackingConfig(_Strict):
+    """``tracking``: where trackers keep what they learn, shared by every tracker that stores.
+
+    ``memory`` forgets on restart; ``sqlite`` (the embedded default) keeps feedback and counters
+    across restarts of one instance; ``redis`` shares them between every instance pointing at the
+    same server, which is how several gateways behind a load balancer agree on breakers, limits,
+    weights and A/B assignments.
+    """
+
+    store: Literal["memory", "sqlite", "redis"] = "sqlite"
+    path: str | None = Field(
+        None,
+        description="SQLite file; default: $MOE_DATA_DIR, else $XDG_DATA_HOME/moe, else "
+        "~/.local/share/moe, then tracking.sqlite3.",
+    )
+    redis_url_env: str = Field(
+        "MOE_REDIS_URL", description="Environment variable holding the Redis URL."
+    )
+    redis_url: str | None = Field(
+        None, description="The Redis URL itself; prefer redis_url_env when it holds a password."
+    )
+    prefix: str = Field("moe:", description="Prefix of every key in Redis (or row in SQLite).")
+    refresh_s: float = Field(
+        0.5, gt=0, description="How often trackers on a shared store refresh their local view."
+    )
+
+
 class MoEConfig(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     experts: dict[str, ExpertConfig] = Field(min_length=1)
@@ -128,6 +155,7 @@ class MoEConfig(_Strict):
     registry: RegistryConfig | None = Field(
         None, description="A model registry whose entries become expert cards (moe_core.registry)"
     )
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     _source: str = PrivateAttr("<dict>")
 
     @property

@@ -43,7 +43,10 @@ from moe_core.models import (
 from moe_core.parts import Combiner, Gate, Tracker
 from moe_core.plugins import MoEPluginManager, Part, create_plugin_manager
 from moe_core.pool import ExpertPool, ExpertSlot
-from moe_core.run import Run
+from moe_core.run import CallGuard, Run
+from moe_core.signals import find_signals
+from moe_core.tracking.factory import open_store
+from moe_core.tracking.store import Store
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +72,7 @@ class MoE:
         gate: Gate,
         combiner: Combiner,
         trackers: dict[str, Tracker],
+        store: Store | None = None,
     ) -> None:
         self.config = config
         self.plugins = manager
@@ -77,6 +81,14 @@ class MoE:
         self.default_combiner = combiner
         self.auto_names = frozenset((AUTO, *config.gate.aliases))
         self.trackers = trackers
+        self.store = store
+        """The store named by ``tracking``, when a tracker keeps its state there."""
+        # Guards that hold something once they admit a call (a breaker's single probe) go last,
+        # so that no later guard can refuse the call they admitted.
+        self.guards: list[CallGuard] = sorted(
+            find_signals(trackers, CallGuard),
+            key=lambda guard: getattr(guard, "admits_last", False),
+        )
         self._combiners: dict[str, Combiner] = {config.combiner.kind: combiner}
         self._started = False
 
@@ -119,6 +131,12 @@ class MoE:
             name: build_part(manager, config, "tracker", tracker, name, f"trackers.{name}")
             for name, tracker in config.trackers.items()
         }
+        store = None
+        users = [tracker for tracker in trackers.values() if hasattr(tracker, "use_store")]
+        if users:
+            store = open_store(config.tracking)
+            for tracker in users:
+                tracker.use_store(store, refresh_s=config.tracking.refresh_s)
 
         moe = cls(
             config,
@@ -127,6 +145,7 @@ class MoE:
             gate=gate,
             combiner=combiner,
             trackers=trackers,
+            store=store,
         )
         cards = moe.experts.cards()
         for part in (gate, combiner):
@@ -145,6 +164,14 @@ class MoE:
         if self._started:
             return
         self._started = True
+        if self.store is not None:
+            try:
+                await self.store.start()
+            except Exception as exc:
+                self._started = False
+                raise ConfigError(
+                    f"tracking.store: cannot open the {self.config.tracking.store} store: {exc}"
+                ) from exc
         for tracker in self.trackers.values():
             await tracker.start()
         await self.gate.start()
@@ -162,6 +189,8 @@ class MoE:
                 await part.close()
             except Exception as exc:
                 log.warning("part.close_failed", part=part.name, error=str(exc))
+        if self.store is not None:
+            await self.store.close()
 
     async def __aenter__(self) -> MoE:
         await self.start()
@@ -289,6 +318,7 @@ class MoE:
             decision=decision,
             pool=self.experts,
             emit=self.emit,
+            guards=self.guards,
         )
         return _Execution(self, run, combiner, started)
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
+from typing import Protocol, runtime_checkable
+
+import structlog
 
 from moe_core.errors import BudgetExceeded, ExpertFailed, ExpertTimeout, MoEError
 from moe_core.events import Event, ExpertCalled
@@ -26,7 +29,21 @@ from moe_core.models import (
 )
 from moe_core.pool import ExpertPool, ExpertSlot
 
+log = structlog.get_logger(__name__)
+
 Emit = Callable[[Event], Awaitable[None]]
+
+
+@runtime_checkable
+class CallGuard(Protocol):
+    """A tracker that may refuse a call before it starts: an open circuit breaker, a rate limit.
+
+    ``admit`` raises a :class:`MoEError` (``ExpertUnavailable``, ``RateLimited``) to refuse; the
+    combiner then treats the expert as failed and walks its fallback chain. A refused call never
+    reaches the expert, so no :class:`ExpertCalled` event is emitted for it.
+    """
+
+    async def admit(self, expert: str, provider: str) -> None: ...
 
 
 class Run:
@@ -40,12 +57,14 @@ class Run:
         decision: RoutingDecision,
         pool: ExpertPool,
         emit: Emit,
+        guards: Sequence[CallGuard] = (),
     ) -> None:
         self.request_id = request_id
         self.request = request
         self.decision = decision
         self._pool = pool
         self._emit = emit
+        self._guards = guards
         self.latency_ms: dict[str, float] = {}
         self.experts_used: list[str] = []
         self.fallbacks: list[FallbackRecord] = []
@@ -91,6 +110,7 @@ class Run:
         slot.check_ready()
         prepared = self.prepare(request)
         self._check_budget(slot, prepared)
+        await self._admit(slot)
         started = time.perf_counter()
         try:
             if slot.timeout_s is None:  # no timer to arm, the common case
@@ -115,6 +135,7 @@ class Run:
         slot.check_ready()
         prepared = self.prepare(request)
         self._check_budget(slot, prepared)
+        await self._admit(slot)
         started = time.perf_counter()
         usage: Usage | None = None
         try:
@@ -140,6 +161,17 @@ class Run:
                 raise
             raise error from exc
         await self._record(slot, started, streamed=True, usage=usage, error=None)
+
+    async def _admit(self, slot: ExpertSlot) -> None:
+        for guard in self._guards:
+            try:
+                await guard.admit(slot.name, slot.card.provider)
+            except MoEError:
+                raise
+            except Exception as exc:
+                # A guard that cannot decide (its store is down) lets the call through: losing
+                # a breaker or a limit for a moment beats refusing every request.
+                log.warning("guard.failed", guard=type(guard).__name__, error=str(exc))
 
     def _check_budget(self, slot: ExpertSlot, request: ChatRequest) -> None:
         """Refuse to start a call whose worst case would take the request past its budget.

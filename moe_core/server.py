@@ -11,7 +11,8 @@ from __future__ import annotations
 import hmac
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 import structlog
 from aiohttp import web
@@ -28,6 +29,8 @@ from moe_core.errors import (
 from moe_core.http import body_too_large, error_response, json_response
 from moe_core.orchestrator import MoE, build_part, new_request_id
 from moe_core.parts import Frontend
+from moe_core.signals import find_signals
+from moe_core.tracking.ratelimit import CALLER_KEY, key_id
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +39,8 @@ REQUEST_ID_HEADER = "X-Request-Id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Paths that must answer without a key: load balancers probe them.
 PUBLIC_PATHS = frozenset({"/health"})
+# Paths rate limits never count: introspection, and the usage a limited caller wants to see.
+UNLIMITED_PREFIXES = ("/-/", "/v1/rate-limits")
 
 
 def create_app(moe: MoE, *, wait_for_experts: bool = False) -> web.Application:
@@ -46,12 +51,14 @@ def create_app(moe: MoE, *, wait_for_experts: bool = False) -> web.Application:
     """
     server = moe.config.server
     api_keys = frozenset(server.api_keys())
+    limiters = list(find_signals(moe.trackers, KeyLimiter))
     app = web.Application(
         client_max_size=server.max_body_bytes,
         middlewares=[
             _request_id_middleware(server.access_log),
             _error_middleware,
             *([_auth_middleware] if api_keys else []),
+            *([_rate_limit_middleware(limiters)] if limiters else []),
         ],
     )
     app[MOE_KEY] = moe
@@ -184,6 +191,39 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
             "Incorrect API key provided.", headers={"WWW-Authenticate": "Bearer"}
         )
     return await handler(request)
+
+
+@runtime_checkable
+class KeyLimiter(Protocol):
+    """A tracker that limits requests per API key (``rate-limit``): raises 429 to refuse."""
+
+    async def admit_key(self, caller: str) -> None: ...
+
+
+def _rate_limit_middleware(limiters: Sequence[KeyLimiter]):
+    """Count each request against its key's limits before handling it (after auth, so a
+    rejected key spends nothing), and name the caller for the token count of its calls."""
+
+    @web.middleware
+    async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in PUBLIC_PATHS or request.path.startswith(UNLIMITED_PREFIXES):
+            return await handler(request)
+        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        caller = key_id(key.strip() if scheme.lower() == "bearer" else None)
+        for limiter in limiters:
+            try:
+                await limiter.admit_key(caller)
+            except MoEError:
+                raise
+            except Exception as exc:  # its store is down: serve rather than refuse everyone
+                log.warning("rate_limit.failed", error=str(exc))
+        token = CALLER_KEY.set(caller)
+        try:
+            return await handler(request)
+        finally:
+            CALLER_KEY.reset(token)
+
+    return rate_limit
 
 
 def serve(moe: MoE, *, host: str | None = None, port: int | None = None) -> None:

@@ -78,3 +78,10 @@ async def gateway() -> AsyncIterator[GatewayFactory]:
     yield build
     for client in clients:
         await client.close()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _tracker_data_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Trackers of the embedded default config keep SQLite files in $MOE_DATA_DIR: point it at
+    a temporary directory (inherited by `moe` subprocesses) so tests never write into $HOME."""
+    os.environ["MOE_DATA_DIR"] = str(tmp_path_factory.mktemp("moe-data"))

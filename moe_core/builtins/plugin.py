@@ -19,6 +19,12 @@ from moe_core.builtins.multi_factor import MultiFactorGate, MultiFactorOptions
 from moe_core.builtins.parallel import ConcatCombiner, FirstSuccessCombiner, ParallelOptions
 from moe_core.builtins.single import SingleCombiner, SingleCombinerOptions
 from moe_core.plugins import Register, hookimpl
+from moe_core.tracking.breaker import BreakerOptions, CircuitBreakerTracker
+from moe_core.tracking.experiments import ABTestOptions, ABTestTracker
+from moe_core.tracking.feedback import FeedbackOptions, FeedbackTracker
+from moe_core.tracking.performance import PerformanceOptions, PerformanceTracker
+from moe_core.tracking.ratelimit import RateLimitOptions, RateLimitTracker
+from moe_core.tracking.routes import TrackingFrontend
 
 
 @hookimpl
@@ -43,8 +49,14 @@ def moe_register_combiners(register: Register) -> None:
 @hookimpl
 def moe_register_trackers(register: Register) -> None:
     register("memory", MemoryTracker, options=MemoryTrackerOptions)
+    register("performance", PerformanceTracker, options=PerformanceOptions)
+    register("circuit-breaker", CircuitBreakerTracker, options=BreakerOptions)
+    register("feedback", FeedbackTracker, options=FeedbackOptions)
+    register("ab-tests", ABTestTracker, options=ABTestOptions)
+    register("rate-limit", RateLimitTracker, options=RateLimitOptions)
 
 
 @hookimpl
 def moe_register_frontends(register: Register) -> None:
     register("admin", AdminFrontend)
+    register("tracking", TrackingFrontend)

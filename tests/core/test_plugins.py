@@ -46,8 +46,15 @@ def test_builtins_register_through_the_same_hooks():
             "judge",
             "mixture-of-agents",
         ],
-        "tracker": ["memory"],
-        "frontend": ["admin"],
+        "tracker": [
+            "memory",
+            "performance",
+            "circuit-breaker",
+            "feedback",
+            "ab-tests",
+            "rate-limit",
+        ],
+        "frontend": ["admin", "tracking"],
     }
     assert "moe_register_gates" in info.hooks
 
