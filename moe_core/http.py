@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from pydantic import BaseModel
 
 from moe_core.appkeys import BODY_LIMIT_KEY
 from moe_core.errors import InvalidRequest, MoEError, PayloadTooLarge, UnsupportedMediaType
@@ -40,12 +41,20 @@ def body_too_large(size: int | None, limit: int) -> PayloadTooLarge:
 def json_response(
     data: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
+    """``data`` as JSON; pydantic models inside it are rendered as their JSON form."""
     return web.Response(
-        body=orjson.dumps(data),
+        body=orjson.dumps(data, default=_model_json),
         status=status,
         content_type="application/json",
         headers=headers,
     )
+
+
+def _model_json(value: Any) -> Any:
+    """What orjson cannot render itself: pydantic models, in their JSON form."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def error_response(error: MoEError) -> web.Response:

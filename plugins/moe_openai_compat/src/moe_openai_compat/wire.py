@@ -31,10 +31,9 @@ def completion(response: MoEResponse) -> dict[str, Any]:
         ],
         "usage": _usage(result.usage),
         "system_fingerprint": None,
-        "moe_metadata": {
-            **response.metadata.model_dump(mode="json"),
-            "modalities": result.modalities(),
-        },
+        # The metadata's fields as they are (plain values, rendered by orjson several times
+        # faster than pydantic would); json_response renders the few models inside them.
+        "moe_metadata": {**response.metadata.__dict__, "modalities": result.modalities()},
     }
     # Generated media travel beside the chat completion, as the Pollinations seed's clients read
     # them; OpenAI SDKs keep unknown top-level keys (``completion.model_extra``).
