@@ -175,6 +175,16 @@ def train_tfidf_nb(data: Path, output: Path, *, progress: bool = True) -> dict[s
     }
 
 
+# The sentence embedding enters the classifier scaled by this factor, so the one L2 penalty
+# weighs it against the term features: at 0.5 (with C=30) the classifier leans more on domain
+# jargon the encoder has rarely seen. Chosen by 5-fold cross-validation on the train rows alone,
+# routed with the default 0.5 threshold: in-domain accuracy 0.933 against 0.923 for the unscaled
+# embedding with C=10, out-of-domain queries reaching general unchanged at 0.904. The scale is
+# folded into the saved coefficients, so routing multiplies the raw embedding as before.
+EMBEDDING_SCALE = 0.5
+REGULARISATION_C = 30.0
+
+
 def train_embedding(
     data: Path, output: Path, encoder: Encoder, *, progress: bool = True
 ) -> dict[str, Any]:
@@ -198,8 +208,10 @@ def train_embedding(
     texts = np.array(dataset.texts, dtype=object)
     # Term features beside the embedding: jargon the encoder has rarely seen still counts.
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit(texts[is_train])
-    features = sparse.hstack([sparse.csr_matrix(vectors), vectorizer.transform(texts)]).tocsr()
-    classifier = LogisticRegression(C=10.0, max_iter=5000)
+    features = sparse.hstack(
+        [sparse.csr_matrix(vectors * EMBEDDING_SCALE), vectorizer.transform(texts)]
+    ).tocsr()
+    classifier = LogisticRegression(C=REGULARISATION_C, max_iter=5000)
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
     # Out-of-fold logits of the training rows fix the temperature that calibrates probabilities.
     oof = cross_val_predict(
@@ -219,7 +231,7 @@ def train_embedding(
         "embedding",
         classes,
         {
-            "coef_embedding": classifier.coef_[:, :width],
+            "coef_embedding": classifier.coef_[:, :width] * EMBEDDING_SCALE,
             "coef_terms": classifier.coef_[:, width:],
             "intercept": classifier.intercept_,
             "temperature": np.array(temperature),
