@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from results_io import write_results
 
-from moe_core.builtins.cascade import HEDGES, UNSURE, answer_check, wrong_calculations
+from moe_core.builtins.scorers import HEDGES, UNSURE, answer_check, wrong_calculations
 from moe_core.models import ExpertResult
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "routellm" / "gsm8k"

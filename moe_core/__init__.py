@@ -36,7 +36,16 @@ from moe_core.models import (
     Usage,
 )
 from moe_core.orchestrator import MoE, MoEStream
-from moe_core.parts import Combiner, Expert, Frontend, Gate, Tracker, require_known_experts
+from moe_core.parts import (
+    Combiner,
+    Expert,
+    Frontend,
+    Gate,
+    Scorer,
+    Tracker,
+    Verdict,
+    require_known_experts,
+)
 from moe_core.plugins import CombinerOptions, Options, Register, create_plugin_manager, hookimpl
 from moe_core.router import MoERouter, RoutingRequest
 from moe_core.run import Run
@@ -80,9 +89,11 @@ __all__ = [
     "RoutingHints",
     "RoutingRequest",
     "Run",
+    "Scorer",
     "Tracker",
     "UpstreamError",
     "Usage",
+    "Verdict",
     "create_plugin_manager",
     "hookimpl",
     "load_config",

@@ -146,6 +146,7 @@ def render() -> str:
         parts.Gate,
         parts.Combiner,
         parts.Tracker,
+        parts.Scorer,
         parts.Frontend,
     ):
         sections += [f"### `{cls.__name__}`", "", _doc(cls), ""]

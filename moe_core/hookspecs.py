@@ -96,6 +96,23 @@ def moe_register_trackers(register: Register) -> None:
 
 
 @hookspec
+def moe_register_scorers(register: Register) -> None:
+    """Register scorer kinds: judges of an answer, which strategies such as ``cascade`` consult.
+
+    ``factory(name=..., options=...)`` must return a :class:`moe_core.Scorer` whose
+    ``async score(run, answer)`` returns a :class:`moe_core.Verdict`: how much it doubts that
+    ``answer`` is good enough (0 keep it, 1 surely wrong) and why, in words that end up in
+    ``moe_metadata``. A scorer may call experts through ``run`` (a judge does) or use a model of
+    its own (a predictor trained on recorded outcomes). A combiner names one with
+    ``scorer: <kind>`` and ``scorer_options: {...}``.
+
+    :param register: the registration callback.
+
+    Called once at startup.
+    """
+
+
+@hookspec
 def moe_register_frontends(register: Register) -> None:
     """Register frontend kinds: sets of HTTP routes that speak one wire format.
 

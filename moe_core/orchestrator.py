@@ -150,6 +150,7 @@ class MoE:
         cards = moe.experts.cards()
         for part in (gate, combiner):
             part.check_experts(cards)
+            part.attach(moe)
         return moe
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -268,7 +269,8 @@ class MoE:
             try:
                 kind = self.plugins.kinds.get("combiner", name)
                 combiner = kind.build(name, kind.options())
-            except (PluginError, ValidationError) as exc:
+                combiner.attach(self)
+            except (PluginError, ValidationError, ConfigError) as exc:
                 raise InvalidRequest(
                     f"strategy {name!r} is not available: {exc}", param="moe.strategy"
                 ) from None

@@ -1,4 +1,4 @@
-"""The five parts a plugin can provide, as small base classes.
+"""The parts a plugin can provide, as small base classes.
 
 Subclass the one you need and implement its abstract method; everything else has a sensible
 default. Factories receive ``name`` (the instance name from config) and ``options`` (the kind's
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import BaseModel
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from moe_core.events import Event
+    from moe_core.orchestrator import MoE
     from moe_core.run import Run
 
 
@@ -40,6 +41,12 @@ class Part:
 
         Called once at startup with every configured expert, so a typo in a gate's or a
         combiner's expert list stops the gateway instead of failing the first request.
+        """
+
+    def attach(self, moe: MoE) -> None:
+        """Called once with the assembled gateway, before :meth:`start`, for gates and
+        combiners: a part that is built from other parts (a cascade's scorer) builds them here
+        through ``moe.plugins``, with the same checks as the configuration's own parts.
         """
 
 
@@ -102,6 +109,23 @@ class Tracker(Part):
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready summary of what this tracker knows (served at ``GET /-/stats``)."""
         return {}
+
+
+class Verdict(NamedTuple):
+    """A scorer's judgement of one answer."""
+
+    doubt: float
+    """How likely the answer is not good enough: 0 keep it, 1 surely wrong."""
+    reason: str
+    """Why, in a few words (it ends up in ``moe_metadata``)."""
+
+
+class Scorer(Part):
+    """A judge of answers: how much it doubts that an answer is good enough, and why."""
+
+    @abc.abstractmethod
+    async def score(self, run: Run, answer: ExpertResult) -> Verdict:
+        """Judge ``answer`` to ``run.request``; may call experts through ``run``."""
 
 
 class Frontend(Part):

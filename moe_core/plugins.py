@@ -25,8 +25,8 @@ BUILTINS_NAME = "builtins"
 
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-Part = Literal["expert", "gate", "combiner", "tracker", "frontend"]
-PARTS: tuple[Part, ...] = ("expert", "gate", "combiner", "tracker", "frontend")
+Part = Literal["expert", "gate", "combiner", "tracker", "frontend", "scorer"]
+PARTS: tuple[Part, ...] = ("expert", "gate", "combiner", "tracker", "frontend", "scorer")
 _HOOK_OF_PART: dict[Part, str] = {part: f"moe_register_{part}s" for part in PARTS}
 
 

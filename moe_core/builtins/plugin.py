@@ -17,6 +17,7 @@ from moe_core.builtins.memory import MemoryTracker, MemoryTrackerOptions
 from moe_core.builtins.mixture import MixtureOfAgentsCombiner, MixtureOptions
 from moe_core.builtins.multi_factor import MultiFactorGate, MultiFactorOptions
 from moe_core.builtins.parallel import ConcatCombiner, FirstSuccessCombiner, ParallelOptions
+from moe_core.builtins.scorers import AnswerCheckScorer, JudgeScorer, JudgeScorerOptions
 from moe_core.builtins.single import SingleCombiner, SingleCombinerOptions
 from moe_core.plugins import Register, hookimpl
 from moe_core.tracking.breaker import BreakerOptions, CircuitBreakerTracker
@@ -54,6 +55,12 @@ def moe_register_trackers(register: Register) -> None:
     register("feedback", FeedbackTracker, options=FeedbackOptions)
     register("ab-tests", ABTestTracker, options=ABTestOptions)
     register("rate-limit", RateLimitTracker, options=RateLimitOptions)
+
+
+@hookimpl
+def moe_register_scorers(register: Register) -> None:
+    register("answer-check", AnswerCheckScorer)
+    register("judge", JudgeScorer, options=JudgeScorerOptions)
 
 
 @hookimpl

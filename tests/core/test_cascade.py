@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from moe_core import ConfigError
-from moe_core.builtins.cascade import answer_check, judge_confidence, wrong_calculations
+from moe_core import ConfigError, Options, PluginError, Scorer, Verdict, hookimpl
+from moe_core.builtins.scorers import answer_check, judge_confidence, wrong_calculations
 from moe_core.models import ExpertResult
 from moe_core.testing import make_moe
 from tests.conftest import user
@@ -85,3 +85,53 @@ def test_a_judge_scorer_needs_a_judge():
         make_moe(cascade({"kind": "echo"}, scorer="judge"))
     with pytest.raises(ConfigError, match="combiner.judge: unknown expert 'nobody'"):
         make_moe(cascade({"kind": "echo"}, scorer="judge", judge="nobody"))
+
+
+class LengthScorer(Scorer):
+    """A plugin's scorer: doubts answers shorter than ``min_words``."""
+
+    def __init__(self, name: str, options: LengthScorerOptions) -> None:
+        super().__init__(name, options)
+        self.started = False
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def score(self, run, answer: ExpertResult) -> Verdict:
+        words = len(answer.content.split())
+        doubt = 1.0 if words < self.options.min_words else 0.0
+        return Verdict(doubt, f"{words} words against a minimum of {self.options.min_words}")
+
+
+class LengthScorerOptions(Options):
+    min_words: int
+
+
+class ScorerPlugin:
+    @hookimpl
+    def moe_register_scorers(self, register) -> None:
+        register("length", LengthScorer, options=LengthScorerOptions)
+
+
+@pytest.mark.parametrize(("reply", "escalated"), [("ok", True), ("a complete answer here", False)])
+async def test_a_scorer_from_a_plugin_decides_escalation(reply, escalated):
+    config = cascade(
+        {"kind": "echo", "reply": reply}, scorer="length", scorer_options={"min_words": 3}
+    )
+    async with make_moe(config, plugins=[("length", ScorerPlugin())]) as moe:
+        scorer = moe.default_combiner.scorer
+        response = await moe.complete(user("explain"))
+    assert isinstance(scorer, LengthScorer) and scorer.started
+    assert response.metadata.experts_used == (["cheap", "strong"] if escalated else ["cheap"])
+    if escalated:
+        assert "1 words against a minimum of 3" in response.metadata.fallbacks[0].error
+
+
+def test_an_unknown_scorer_or_bad_scorer_options_stop_startup():
+    with pytest.raises(PluginError, match="scorer kind 'lenght'"):
+        make_moe(cascade({"kind": "echo"}, scorer="lenght"), plugins=[("length", ScorerPlugin())])
+    with pytest.raises(ConfigError, match="combiner.scorer_options.min_words"):
+        make_moe(
+            cascade({"kind": "echo"}, scorer="length", scorer_options={"min_words": "many"}),
+            plugins=[("length", ScorerPlugin())],
+        )

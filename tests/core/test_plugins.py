@@ -55,6 +55,7 @@ def test_builtins_register_through_the_same_hooks():
             "rate-limit",
         ],
         "frontend": ["admin", "tracking"],
+        "scorer": ["answer-check", "judge"],
     }
     assert "moe_register_gates" in info.hooks
 
