@@ -234,8 +234,11 @@ class MoE:
                     param=param,
                 )
             how = "moe.force_expert" if forced else "model"
+            # That expert alone (with its own fallbacks), whatever the configured strategy would
+            # do with the gate's choices; a request can still ask for a strategy by name.
             return RoutingDecision(
                 experts=[target],
+                strategy="single",
                 gate="direct",
                 confidence=1.0,
                 rationale=f"the request named expert {target!r} in {how}",

@@ -2,16 +2,23 @@
 
 Answers are compared by what they conclude, not by how they are worded: when an answer states a
 short final answer (``#### 18``, ``The answer is 18``, ``\\boxed{18}``, or a final number), that
-is what is compared; otherwise answers whose words overlap enough (Jaccard similarity of their
-word sets at least ``similarity``) count as the same answer. The winning group's answer from its
-highest-quality expert is returned, and ``moe_metadata.notes`` says how the vote went.
+is what is compared. Otherwise, with an ``embedder`` (an expert that answers
+``moe.task_type: embed`` with a JSON array of floats, such as ``sentence-embedding``), answers
+whose embeddings' cosine similarity is at least ``semantic_similarity`` count as the same answer,
+so two wordings of one answer agree; without one (or if it fails), answers whose words overlap
+enough (Jaccard similarity of their word sets at least ``similarity``) do. The winning group's
+answer from its highest-quality expert is returned, and ``moe_metadata.notes`` says how the vote
+went.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 import re
 from collections.abc import Mapping
 
+import orjson
 from pydantic import Field
 
 from moe_core.builtins.parallel import ParallelCombiner, ParallelOptions
@@ -61,8 +68,14 @@ def _normalise(answer: str) -> str:
     return str(int(number)) if number.is_integer() else str(number)
 
 
-def group_answers(answers: list[tuple[str, ExpertResult]], similarity: float) -> list[list[int]]:
-    """Indices of answers that say the same thing, grouped."""
+def group_answers(
+    answers: list[tuple[str, ExpertResult]],
+    similarity: float,
+    vectors: list[list[float]] | None = None,
+    semantic_similarity: float = 0.85,
+) -> list[list[int]]:
+    """Indices of answers that say the same thing, grouped: by final answer where both state
+    one, else by the cosine of their ``vectors`` (unit length) when given, else by word overlap."""
     finals = [final_answer(result.content) for _, result in answers]
     words = [set(_WORD.findall(result.content.lower())) for _, result in answers]
     groups: list[list[int]] = []
@@ -71,6 +84,9 @@ def group_answers(answers: list[tuple[str, ExpertResult]], similarity: float) ->
             first = group[0]
             if finals[index] is not None and finals[first] is not None:
                 same = finals[index] == finals[first]
+            elif vectors is not None:
+                cosine = sum(a * b for a, b in zip(vectors[index], vectors[first], strict=True))
+                same = cosine >= semantic_similarity
             else:
                 union = words[index] | words[first]
                 same = bool(union) and len(words[index] & words[first]) / len(union) >= similarity
@@ -84,6 +100,12 @@ def group_answers(answers: list[tuple[str, ExpertResult]], similarity: float) ->
 
 class VoteOptions(ParallelOptions):
     similarity: float = Field(0.6, gt=0, le=1, description="Word overlap that counts as agreeing")
+    embedder: str | None = Field(
+        None, description="An expert that embeds text, to compare free-text answers by meaning"
+    )
+    semantic_similarity: float = Field(
+        0.85, gt=-1, le=1, description="Embedding cosine that counts as agreeing"
+    )
 
 
 class VoteCombiner(ParallelCombiner):
@@ -92,9 +114,16 @@ class VoteCombiner(ParallelCombiner):
     options: VoteOptions
     weighted = False
 
+    def check_experts(self, experts: Mapping[str, ExpertCard]) -> None:
+        super().check_experts(experts)
+        require_known_experts(experts, "combiner", {"embedder": self.options.embedder})
+
     async def complete(self, run: Run) -> ExpertResult:
         answers = await self.answers(run)
-        groups = group_answers(answers, self.options.similarity)
+        vectors = await self._embed(run, answers)
+        groups = group_answers(
+            answers, self.options.similarity, vectors, self.options.semantic_similarity
+        )
 
         def quality(index: int) -> float:
             return expert_quality(run, answers[index][0])
@@ -114,6 +143,37 @@ class VoteCombiner(ParallelCombiner):
             f"{len(groups)} distinct answer(s); returned {answers[chosen][0]}'s wording"
         )
         return answers[chosen][1].model_copy(update={"usage": run.usage})
+
+    async def _embed(
+        self, run: Run, answers: list[tuple[str, ExpertResult]]
+    ) -> list[list[float]] | None:
+        """Every answer's embedding from the embedder, or None (word overlap decides then)."""
+        embedder = self.options.embedder
+        if embedder is None or len(answers) < 2:
+            return None
+        requests = [
+            ChatRequest(
+                messages=[{"role": "user", "content": result.content}], moe={"task_type": "embed"}
+            )
+            for _, result in answers
+        ]
+        try:
+            replies = await asyncio.gather(*(run.call(embedder, r) for r in requests))
+            vectors = [_unit(orjson.loads(reply.content)) for reply in replies]
+        except (MoEError, ValueError, TypeError) as exc:
+            reason = exc.message if isinstance(exc, MoEError) else f"not a vector: {exc}"
+            run.note(f"embedder {embedder!r} failed ({reason}); answers compared by their words")
+            return None
+        return vectors
+
+
+def _unit(vector: object) -> list[float]:
+    """A JSON array of numbers scaled to length 1."""
+    if not isinstance(vector, list) or not vector:
+        raise ValueError("expected a non-empty JSON array of numbers")
+    values = [float(x) for x in vector]
+    norm = math.sqrt(sum(x * x for x in values)) or 1.0
+    return [x / norm for x in values]
 
 
 class QualityWeightedCombiner(VoteCombiner):

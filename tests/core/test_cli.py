@@ -36,7 +36,7 @@ def test_plugins_json_lists_every_installed_plugin():
     plugins = {plugin["name"]: plugin for plugin in json.loads(result.stdout)}
     assert {"builtins", "openai-compat", "domain-llms"} <= set(plugins)
     assert plugins["domain-llms"]["kinds"] == {
-        "expert": ["hf-causal-lm"],
+        "expert": ["hf-causal-lm", "sentence-embedding"],
         "gate": ["tfidf-nb", "embedding"],
         "frontend": ["predict"],
     }

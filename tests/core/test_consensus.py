@@ -39,6 +39,26 @@ def test_free_text_answers_group_by_word_overlap():
     assert group_answers(answers, 0.6) == [[0, 1], [2]]
 
 
+def test_free_text_answers_group_by_embedding_when_given():
+    answers = [(n, ExpertResult(content=n)) for n in "abc"]
+    vectors = [[1.0, 0.0], [0.96, 0.28], [0.6, 0.8]]  # cosines with a: 0.96 and 0.6
+    assert group_answers(answers, 0.6, vectors, semantic_similarity=0.85) == [[0, 1], [2]]
+
+
+async def test_a_failing_embedder_leaves_the_vote_to_word_overlap():
+    experts = {
+        "a": expert("Paris is the capital of France"),
+        "b": expert("The capital of France is Paris"),
+        "c": expert("Lyon is the biggest city"),
+    }
+    setup = config("parallel-vote", experts, embedder="embedder")
+    setup["experts"]["embedder"] = expert("not a vector")
+    async with make_moe(setup) as moe:
+        response = await moe.complete(user("capital of France?"))
+    assert "embedder 'embedder' failed (not a vector" in response.metadata.notes[0]
+    assert "votes: 2 of 3 for the answer of a, b" in response.metadata.notes[1]
+
+
 async def test_the_majority_wins_whatever_the_wording():
     experts = {
         "a": expert("16 - 7 = 9 eggs, 9 * 2 = 18.\n#### 18"),

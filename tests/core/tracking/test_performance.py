@@ -61,7 +61,7 @@ async def test_routing_stats_and_expert_report_over_http(gateway):
     stats = await (await client.get("/v1/routing/stats")).json()
     assert stats["total_requests"] == 3
     assert stats["expert_distribution"] == {"fast": 2, "flaky": 1}
-    assert stats["strategy_distribution"] == {"default": 3}
+    assert stats["strategy_distribution"] == {"single": 3}  # each request named its expert
     assert stats["failed_requests"] == 0  # flaky fell back to fast
     assert stats["avg_confidence"] == 1.0
     assert stats["total_cost_usd"] == pytest.approx(3 * (1 * 1.0 + 1 * 2.0) / 1000)

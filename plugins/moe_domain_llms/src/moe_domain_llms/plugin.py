@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from moe_core import Register, hookimpl
+from moe_domain_llms.embedder import SentenceEmbeddingExpert, SentenceEmbeddingOptions
 from moe_domain_llms.expert import HFCausalLMExpert, HFCausalLMOptions
 from moe_domain_llms.gates import (
     EmbeddingGate,
@@ -16,6 +17,7 @@ from moe_domain_llms.predict import PredictFrontend, PredictOptions
 @hookimpl
 def moe_register_experts(register: Register) -> None:
     register("hf-causal-lm", HFCausalLMExpert, options=HFCausalLMOptions)
+    register("sentence-embedding", SentenceEmbeddingExpert, options=SentenceEmbeddingOptions)
 
 
 @hookimpl
