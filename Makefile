@@ -51,3 +51,7 @@ bench-batching: install
 
 bench-combiners: install
 	$(BIN)/python bench/cascade_scorer.py $(ARGS)
+
+.PHONY: bench-routing
+bench-routing: install
+	$(BIN)/python bench/routing.py $(ARGS)

@@ -190,10 +190,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--write-artefact",
+        type=Path,
+        metavar="PATH",
+        help="instead of benchmarking, train on all of MMLU and GSM8K and write the gate artefact",
+    )
     args = parser.parse_args()
     if not (args.data / "mmlu" / "responses").is_dir():
         print(f"routing: no RouteLLM data at {args.data}", file=sys.stderr)
         return 2
+    if args.write_artefact:
+        return write_artefact(args.data, args.write_artefact)
     report: dict = {"headline_router": HEADLINE, "datasets": {}, "bars": []}
     texts, subjects, weak, strong = load_mmlu(args.data)
     report["datasets"]["mmlu"] = evaluate(
@@ -231,6 +239,34 @@ def main() -> int:
 
 
 HEADLINE = "prompt features + MiniLM embedding"
+
+
+def write_artefact(data: Path, output: Path) -> int:
+    """The bundled ``quality-cost`` artefact: the headline recipe fitted on every prompt."""
+    from moe_domain_llms.embeddings import DEFAULT_ENCODER
+    from moe_domain_llms.quality_training import train_quality
+
+    texts, _, weak, strong = load_mmlu(data)
+    gsm_texts, gsm_weak, gsm_strong = load_gsm8k(data)
+    vectors = np.vstack([embeddings_for("mmlu", texts), embeddings_for("gsm8k", gsm_texts)])
+    result = train_quality(
+        texts + gsm_texts,
+        np.concatenate([weak, gsm_weak]).astype(float),
+        np.concatenate([strong, gsm_strong]).astype(float),
+        output,
+        embeddings=vectors,
+        encoder_identity=DEFAULT_ENCODER,
+        progress=False,
+        data="RouteLLM routellm/evals MMLU (57 subjects) and GSM8K test answers, contaminated "
+        "prompts dropped",
+        source="lm-sys/RouteLLM commit 0b64fda",
+        license="Apache-2.0",
+        weak_model=WEAK,
+        strong_model=STRONG,
+    )
+    print(result["report"])
+    return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())
