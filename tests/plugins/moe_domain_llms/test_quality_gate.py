@@ -235,3 +235,21 @@ def test_the_bundled_artefact_names_its_data_and_license():
     meta = artefacts.load(PACKAGED, "quality-cost", where="bundled").meta
     assert meta["license"] == "Apache-2.0" and "RouteLLM" in meta["source"]
     assert PACKAGED.stat().st_size < 5 * 1024 * 1024
+
+
+async def test_the_bundled_artefact_sends_a_hard_question_to_strong_and_an_easy_one_to_weak():
+    if not PACKAGED.is_file():
+        pytest.skip("no bundled quality-cost artefact in this build")
+    config = gate_config(PACKAGED)
+    del config["gate"]["artefact"]  # the default
+    easy = "What is the capital of France?\nA. Paris\nB. Lyon\nC. Nice\nD. Lille\nAnswer:"
+    hard = (
+        "Statement 1 | Every group of order p^2 is abelian. Statement 2 | Every ring "
+        "homomorphism is injective.\nA. True, True\nB. False, False\nC. True, False\n"
+        "D. False, True\nAnswer:"
+    )
+    async with make_moe(config) as moe:
+        easy_decision = await moe.route(user(easy))
+        hard_decision = await moe.route(user(hard))
+    assert easy_decision.experts == ["cheap"] and hard_decision.experts == ["big"]
+    assert hard_decision.evidence[0]["p_weak_as_good"] < easy_decision.evidence[0]["p_weak_as_good"]
