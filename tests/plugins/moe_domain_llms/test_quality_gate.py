@@ -253,3 +253,18 @@ async def test_the_bundled_artefact_sends_a_hard_question_to_strong_and_an_easy_
         hard_decision = await moe.route(user(hard))
     assert easy_decision.experts == ["cheap"] and hard_decision.experts == ["big"]
     assert hard_decision.evidence[0]["p_weak_as_good"] < easy_decision.evidence[0]["p_weak_as_good"]
+
+
+def test_prompt_features_read_what_makes_a_question_hard():
+    features = dict(
+        zip(
+            quality.FEATURE_NAMES,
+            quality.prompt_features(
+                "Which of the following is NOT true?\nA. 12\nB. 15\nC. 3.5\nD. 40\nAnswer:"
+            ),
+            strict=True,
+        )
+    )
+    assert features["negation"] == 1 and features["which_of_the_following"] == 1
+    assert features["options"] == 4 and features["numeric_options"] == 1
+    assert quality.feature_matrix([]).shape == (0, len(quality.FEATURE_NAMES))

@@ -134,7 +134,12 @@ def prompt_features(text: str) -> np.ndarray:
 
 
 def feature_matrix(texts: Sequence[str]) -> np.ndarray:
-    return np.stack([prompt_features(text) for text in texts]) if texts else np.zeros((0, 28))
+    """:func:`prompt_features` of several texts, one row each (an empty batch has 0 rows)."""
+    return (
+        np.stack([prompt_features(text) for text in texts])
+        if texts
+        else np.zeros((0, len(FEATURE_NAMES)))
+    )
 
 
 def weak_not_as_good(
