@@ -10,12 +10,15 @@ cross-validation, so every prompt is ranked by a model that never saw it:
   groups and each group is held out in turn (the router never sees a test subject);
 - GSM8K: 5 folds, fixed (shuffled with seed 0).
 
-Everything fitted (feature scaling, weights, the calibrated threshold) is fitted inside each
-training fold. Reported: APGR (area under the performance-gap-recovered curve, always-weak 0,
+Everything fitted (feature scaling, weights, the regularisation strength, the calibrated
+threshold) is fitted inside each training fold; on MMLU the inner folds that choose the
+regularisation and calibrate also hold out whole subjects, as the outer ones do.
+Reported: APGR (area under the performance-gap-recovered curve, always-weak 0,
 always-strong 1), CPT(50%) (the strong-call share that recovers half the gap), and how close a
 threshold calibrated on the training fold to a 50% strong share comes to 50% on the held-out
 fold; random and oracle routing beside them (the oracle reads the answers: a reference line).
-Sentence embeddings are cached under ``bench/.cache/`` so reruns take seconds.
+Sentence embeddings are cached under ``bench/.cache/``: only the first run embeds the 15k
+prompts (the slow part on a small CPU).
 Writes ``bench/results/routing.json``.
 """
 
@@ -114,6 +117,7 @@ def cross_validate(
     strong: np.ndarray,
     folds: list[tuple[np.ndarray, np.ndarray]],
     embeddings: np.ndarray | None,
+    groups: list[str] | None = None,
 ) -> tuple[np.ndarray, list[float], list[float]]:
     """Held-out need-strong scores for every prompt; per fold, the held-out strong share
     reached by the threshold the training fold calibrated to a 50% share, and the
@@ -126,6 +130,7 @@ def cross_validate(
             weak[train],
             strong[train],
             embeddings=None if embeddings is None else embeddings[train],
+            groups=None if groups is None else [groups[i] for i in train],
         )
         chosen.append(predictor.meta["c"])
         p_ok = predictor.predict_proba(
@@ -144,12 +149,13 @@ def evaluate(
     folds: list[tuple[np.ndarray, np.ndarray]],
     embeddings: np.ndarray,
     how: str,
+    groups: list[str] | None = None,
 ) -> dict:
     results = {}
     variants = {"prompt features": None, "prompt features + MiniLM embedding": embeddings}
     for variant, vectors in variants.items():
         started = time.perf_counter()
-        scores, shares, chosen = cross_validate(texts, weak, strong, folds, vectors)
+        scores, shares, chosen = cross_validate(texts, weak, strong, folds, vectors, groups)
         results[variant] = {
             "apgr": round(apgr(scores, weak, strong), 4),
             "cpt50": round(cpt(scores, weak, strong), 4),
@@ -212,6 +218,7 @@ def main() -> int:
         subject_folds(subjects),
         embeddings_for("mmlu", texts),
         f"leave-subjects-out, {GROUPS} fixed groups of the 57 subjects",
+        groups=subjects,  # the inner folds that pick c and calibrate also hold out subjects
     )
     texts, weak, strong = load_gsm8k(args.data)
     report["datasets"]["gsm8k"] = evaluate(

@@ -268,3 +268,18 @@ def test_prompt_features_read_what_makes_a_question_hard():
     assert features["negation"] == 1 and features["which_of_the_following"] == 1
     assert features["options"] == 4 and features["numeric_options"] == 1
     assert quality.feature_matrix([]).shape == (0, len(quality.FEATURE_NAMES))
+
+
+def test_grouped_folds_hold_out_whole_groups():
+    rows = outcomes(200, seed=13)
+    texts = [row["prompt"] for row in rows]
+    weak = np.array([row["weak_ok"] for row in rows], dtype=float)
+    strong = np.array([row["strong_ok"] for row in rows], dtype=float)
+    topics = [f"topic{i % 7}" for i in range(len(rows))]
+    predictor, held_out = quality.fit(texts, weak, strong, groups=topics)
+    assert held_out.shape == (200,) and predictor.meta["c"] in quality.DEFAULT_C
+    # Each prompt's held-out probability came from a model that saw none of its topic:
+    # calibration on it still sends the target share.
+    assert np.mean(held_out < predictor.threshold_for(0.4)) == pytest.approx(0.4, abs=0.02)
+    with pytest.raises(ValueError, match="at least two groups"):
+        quality.fit(texts, weak, strong, groups=["one"] * 200)

@@ -288,6 +288,7 @@ def fit(
     margin: float = 0.0,
     folds: int = 5,
     seed: int = 0,
+    groups: Sequence[str] | None = None,
 ) -> tuple[QualityPredictor, np.ndarray]:
     """Fit a predictor on recorded outcomes; also return the out-of-fold P(weak as good) of
     every training prompt (each from a model fitted without it), which calibrates thresholds
@@ -296,14 +297,25 @@ def fit(
     :param embeddings: one sentence embedding per text, or None for prompt features only.
     :param c: inverse regularisation strength, or several: the one whose out-of-fold ranking
         is best is kept, so the choice is made on the training outcomes alone.
+    :param groups: a group per text (a topic, a source): folds then hold out whole groups, so
+        the choice of ``c`` and the calibration reflect prompts from groups never seen.
     """
     texts = list(texts)
     weak = np.asarray(weak, dtype=float)
     strong = np.asarray(strong, dtype=float)
     label = weak_not_as_good(weak, strong, margin)
     features = feature_matrix(texts)
-    order = np.random.default_rng(seed).permutation(len(texts))
-    parts = np.array_split(order, folds)
+    if groups is None:
+        order = np.random.default_rng(seed).permutation(len(texts))
+        parts = np.array_split(order, folds)
+    else:
+        names = np.asarray(groups)
+        distinct = sorted(set(names.tolist()))
+        if len(distinct) < 2:
+            raise ValueError("holding out groups needs at least two groups")
+        dealt = {name: i % folds for i, name in enumerate(distinct)}
+        part_of = np.array([dealt[name] for name in names.tolist()])
+        parts = [np.flatnonzero(part_of == i) for i in range(min(folds, len(dealt)))]
     candidates = [c] if isinstance(c, int | float) else list(c)
     tried = [(_held_out(features, embeddings, label, value, parts), value) for value in candidates]
     held_out, chosen = max(tried, key=lambda pair: _ranking_quality(pair[0], weak, strong, label))
