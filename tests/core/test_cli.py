@@ -37,7 +37,7 @@ def test_plugins_json_lists_every_installed_plugin():
     assert {"builtins", "openai-compat", "domain-llms"} <= set(plugins)
     assert plugins["domain-llms"]["kinds"] == {
         "expert": ["hf-causal-lm", "sentence-embedding"],
-        "gate": ["tfidf-nb", "embedding"],
+        "gate": ["tfidf-nb", "embedding", "quality-cost"],
         "frontend": ["predict"],
     }
 

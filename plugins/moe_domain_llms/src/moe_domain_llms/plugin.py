@@ -12,6 +12,7 @@ from moe_domain_llms.gates import (
     TfidfNBGate,
 )
 from moe_domain_llms.predict import PredictFrontend, PredictOptions
+from moe_domain_llms.quality_gate import QualityCostGate, QualityGateOptions
 
 
 @hookimpl
@@ -29,3 +30,4 @@ def moe_register_frontends(register: Register) -> None:
 def moe_register_gates(register: Register) -> None:
     register("tfidf-nb", TfidfNBGate, options=LearnedGateOptions)
     register("embedding", EmbeddingGate, options=EmbeddingGateOptions)
+    register("quality-cost", QualityCostGate, options=QualityGateOptions)

@@ -1,0 +1,279 @@
+"""Routing quality of the prompt-only quality-vs-cost predictor on RouteLLM's data
+(``make bench-routing``).
+
+RouteLLM published, per prompt, whether Mixtral-8x7B (weak) and GPT-4 (strong) answered MMLU and
+GSM8K correctly (``../shared/data/routellm``; contaminated prompts dropped, as RouteLLM does).
+The ``quality-cost`` gate's predictor (``moe_domain_llms.quality``) is trained and scored with
+cross-validation, so every prompt is ranked by a model that never saw it:
+
+- MMLU: leave-subjects-out; the 57 subjects, sorted by name, are dealt round-robin into 5 fixed
+  groups and each group is held out in turn (the router never sees a test subject);
+- GSM8K: 5 folds, fixed (shuffled with seed 0).
+
+Everything fitted (feature scaling, weights, the regularisation strength, the calibrated
+threshold) is fitted inside each training fold; on MMLU the inner folds that choose the
+regularisation and calibrate also hold out whole subjects, as the outer ones do.
+Reported: APGR (area under the performance-gap-recovered curve, always-weak 0,
+always-strong 1), CPT(50%) (the strong-call share that recovers half the gap), and how close a
+threshold calibrated on the training fold to a 50% strong share comes to 50% on the held-out
+fold; random and oracle routing beside them (the oracle reads the answers: a reference line).
+Sentence embeddings are cached under ``bench/.cache/``: only the first run embeds the 15k
+prompts (the slow part on a small CPU).
+Writes ``bench/results/routing.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from results_io import write_results
+
+from moe_domain_llms import quality
+from moe_domain_llms.routing_metrics import apgr, cpt, oracle_scores, random_apgr
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "routellm"
+CACHE = Path(__file__).parent / ".cache" / "routing"
+RESULTS = Path(__file__).parent / "results" / "routing.json"
+WEAK, STRONG = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
+PUBLISHED_BEST = {"mmlu": 0.603, "gsm8k": 0.622}  # arXiv 2406.18665, best prompt-only router
+GROUPS = 5
+
+
+def contaminated(folder: Path) -> set[str]:
+    lines = (folder / "contaminated_prompts.jsonl").read_text().splitlines()
+    return {json.loads(line)["eval_prompt"] for line in lines if line.strip()}
+
+
+def load_mmlu(data: Path) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    drop = contaminated(data / "mmlu")
+    texts, subjects, weak, strong = [], [], [], []
+    for path in sorted((data / "mmlu" / "responses").glob("mmlu_*.csv")):
+        with path.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row["prompt"] in drop:
+                    continue
+                texts.append(row["prompt"])
+                subjects.append(path.stem.removeprefix("mmlu_"))
+                weak.append(row[WEAK] == "True")
+                strong.append(row[STRONG] == "True")
+    return texts, subjects, np.array(weak), np.array(strong)
+
+
+def load_gsm8k(data: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    drop = contaminated(data / "gsm8k")
+    with (data / "gsm8k" / "gsm8k_responses.csv").open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["prompt"] not in drop]
+    return (
+        [row["prompt"] for row in rows],
+        np.array([row[WEAK] == "True" for row in rows]),
+        np.array([row[STRONG] == "True" for row in rows]),
+    )
+
+
+def subject_folds(subjects: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Leave-subjects-out: sorted subjects dealt round-robin into fixed groups."""
+    group_of = {subject: i % GROUPS for i, subject in enumerate(sorted(set(subjects)))}
+    groups = np.array([group_of[subject] for subject in subjects])
+    return [(np.flatnonzero(groups != g), np.flatnonzero(groups == g)) for g in range(GROUPS)]
+
+
+def fixed_folds(n: int, folds: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+    from sklearn.model_selection import KFold
+
+    return list(KFold(folds, shuffle=True, random_state=0).split(np.arange(n)))
+
+
+def embeddings_for(name: str, texts: list[str]) -> np.ndarray:
+    """all-MiniLM-L6-v2 embeddings, computed once and cached by the texts' hash."""
+    digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+    path = CACHE / f"{name}-minilm-{digest}.npy"
+    if path.is_file():
+        return np.load(path)
+    from tqdm import tqdm
+
+    from moe_domain_llms.embeddings import Encoder
+
+    encoder = Encoder().load()
+    order = np.argsort([len(text) for text in texts])  # similar lengths batch with less padding
+    vectors = np.zeros((len(texts), 384), dtype=np.float32)
+    for start in tqdm(range(0, len(texts), 64), desc=f"embedding {name}", unit="batch"):
+        index = order[start : start + 64]
+        vectors[index] = encoder.encode([texts[i] for i in index])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors)
+    return vectors
+
+
+def cross_validate(
+    texts: list[str],
+    weak: np.ndarray,
+    strong: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    embeddings: np.ndarray | None,
+    groups: list[str] | None = None,
+) -> tuple[np.ndarray, list[float], list[float]]:
+    """Held-out need-strong scores for every prompt; per fold, the held-out strong share
+    reached by the threshold the training fold calibrated to a 50% share, and the
+    regularisation strength the training fold chose."""
+    scores = np.zeros(len(texts))
+    shares, chosen = [], []
+    for train, test in folds:
+        predictor, _ = quality.fit(
+            [texts[i] for i in train],
+            weak[train],
+            strong[train],
+            embeddings=None if embeddings is None else embeddings[train],
+            groups=None if groups is None else [groups[i] for i in train],
+        )
+        chosen.append(predictor.meta["c"])
+        p_ok = predictor.predict_proba(
+            [texts[i] for i in test], None if embeddings is None else embeddings[test]
+        )
+        scores[test] = 1 - p_ok
+        shares.append(float(np.mean(p_ok < predictor.threshold_for(0.5))))
+    return scores, shares, chosen
+
+
+def evaluate(
+    name: str,
+    texts: list[str],
+    weak: np.ndarray,
+    strong: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    embeddings: np.ndarray,
+    how: str,
+    groups: list[str] | None = None,
+) -> dict:
+    results = {}
+    variants = {"prompt features": None, "prompt features + MiniLM embedding": embeddings}
+    for variant, vectors in variants.items():
+        started = time.perf_counter()
+        scores, shares, chosen = cross_validate(texts, weak, strong, folds, vectors, groups)
+        results[variant] = {
+            "apgr": round(apgr(scores, weak, strong), 4),
+            "cpt50": round(cpt(scores, weak, strong), 4),
+            "heldout_strong_share_at_target_50": [round(s, 3) for s in shares],
+            "c_chosen_per_fold": chosen,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+    oracle = oracle_scores(weak, strong)
+    report = {
+        "prompts": len(texts),
+        "cross_validation": how,
+        "weak_accuracy": round(float(weak.mean()), 4),
+        "strong_accuracy": round(float(strong.mean()), 4),
+        "router": results,
+        "random": {"apgr": round(random_apgr(weak, strong), 4)},
+        "oracle": {
+            "apgr": round(apgr(oracle, weak, strong), 4),
+            "cpt50": round(cpt(oracle, weak, strong), 4),
+        },
+        "published_best_apgr": PUBLISHED_BEST[name],
+    }
+    print(
+        f"\n{name}: {len(texts)} prompts (contaminated dropped), {how}; weak "
+        f"{weak.mean():.3f}, strong {strong.mean():.3f} accurate"
+    )
+    print(f"  {'router':<40} {'APGR':>6} {'CPT(50%)':>9}  held-out share at a 50% target")
+    for variant, row in results.items():
+        spread = ", ".join(f"{s:.2f}" for s in row["heldout_strong_share_at_target_50"])
+        print(f"  {variant:<40} {row['apgr']:>6.3f} {row['cpt50']:>9.3f}  {spread}")
+    print(f"  {'random':<40} {report['random']['apgr']:>6.3f} {0.5:>9.3f}")
+    best = report["oracle"]
+    print(f"  {'oracle (reads the answers)':<40} {best['apgr']:>6.3f} {best['cpt50']:>9.3f}")
+    print(f"  {'RouteLLM published best':<40} {PUBLISHED_BEST[name]:>6.3f}")
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--write-artefact",
+        type=Path,
+        metavar="PATH",
+        help="instead of benchmarking, train on all of MMLU and GSM8K and write the gate artefact",
+    )
+    args = parser.parse_args()
+    if not (args.data / "mmlu" / "responses").is_dir():
+        print(f"routing: no RouteLLM data at {args.data}", file=sys.stderr)
+        return 2
+    if args.write_artefact:
+        return write_artefact(args.data, args.write_artefact)
+    report: dict = {"headline_router": HEADLINE, "datasets": {}, "bars": []}
+    texts, subjects, weak, strong = load_mmlu(args.data)
+    report["datasets"]["mmlu"] = evaluate(
+        "mmlu",
+        texts,
+        weak,
+        strong,
+        subject_folds(subjects),
+        embeddings_for("mmlu", texts),
+        f"leave-subjects-out, {GROUPS} fixed groups of the 57 subjects",
+        groups=subjects,  # the inner folds that pick c and calibrate also hold out subjects
+    )
+    texts, weak, strong = load_gsm8k(args.data)
+    report["datasets"]["gsm8k"] = evaluate(
+        "gsm8k",
+        texts,
+        weak,
+        strong,
+        fixed_folds(len(texts)),
+        embeddings_for("gsm8k", texts),
+        "5-fold, fixed folds (seed 0)",
+    )
+    print()
+    for name, dataset in report["datasets"].items():
+        value = dataset["router"][HEADLINE]["apgr"]
+        bar = {
+            "bar": f"{name} APGR > {PUBLISHED_BEST[name]} ({HEADLINE})",
+            "value": value,
+            "cpt50": dataset["router"][HEADLINE]["cpt50"],
+            "result": "PASS" if value > PUBLISHED_BEST[name] else "FAIL",
+        }
+        report["bars"].append(bar)
+        print(f"  {bar['result']}  {bar['bar']}  (measured: {value:.3f})")
+    write_results(report, args.out)
+    return 0
+
+
+HEADLINE = "prompt features + MiniLM embedding"
+
+
+def write_artefact(data: Path, output: Path) -> int:
+    """The bundled ``quality-cost`` artefact: the headline recipe fitted on every prompt."""
+    from moe_domain_llms.embeddings import DEFAULT_ENCODER
+    from moe_domain_llms.quality_training import train_quality
+
+    texts, _, weak, strong = load_mmlu(data)
+    gsm_texts, gsm_weak, gsm_strong = load_gsm8k(data)
+    vectors = np.vstack([embeddings_for("mmlu", texts), embeddings_for("gsm8k", gsm_texts)])
+    result = train_quality(
+        texts + gsm_texts,
+        np.concatenate([weak, gsm_weak]).astype(float),
+        np.concatenate([strong, gsm_strong]).astype(float),
+        output,
+        embeddings=vectors,
+        encoder_identity=DEFAULT_ENCODER,
+        progress=False,
+        data="RouteLLM routellm/evals MMLU (57 subjects) and GSM8K test answers, contaminated "
+        "prompts dropped",
+        source="lm-sys/RouteLLM commit 0b64fda",
+        license="Apache-2.0",
+        weak_model=WEAK,
+        strong_model=STRONG,
+    )
+    print(result["report"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Gate ``quality-cost``: the cheap expert answers unless it probably would not do as well.
+
+A :class:`moe_domain_llms.quality.QualityPredictor`, trained from recorded outcomes
+(``moe gate train``), estimates for each request ``P(weak answer is as good as the strong
+one)``. Below a threshold the request goes to the strong expert; otherwise to the weak one, with
+the other as fallback. The threshold is either given, or calibrated from the artefact's held-out
+probabilities so that ``target_strong_share`` of traffic like the training prompts goes to the
+strong expert: the knob is the cost a deployment accepts, not a probability nobody can reason
+about. Every decision carries the probability, the threshold and a one-line rationale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from moe_core import ChatRequest, ConfigError, ExpertCard, Gate, Options, RoutingDecision, Tracker
+from moe_domain_llms import artefacts
+from moe_domain_llms.embeddings import DEFAULT_ENCODER, Encoder
+from moe_domain_llms.quality import QualityPredictor
+from moe_domain_llms.quality_training import KIND, train_from_file
+
+PACKAGED = artefacts.PACKAGED / f"{KIND}.npz"
+
+
+class QualityGateOptions(Options):
+    weak: str = Field("weak", description="The cheaper expert, answering by default")
+    strong: str = Field("strong", description="The stronger expert, for requests that need it")
+    target_strong_share: float | None = Field(
+        None, ge=0, le=1, description="Share of requests to send to strong (default 0.5)"
+    )
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="Send to strong below this P(weak as good) instead"
+    )
+    artefact: str | None = Field(None, description="Trained artefact; default: the bundled one")
+    data: str | None = Field(
+        None, description="Outcomes to train on (CSV/JSONL: prompt, weak_ok, strong_ok)"
+    )
+    embeddings: bool = Field(True, description="Train with sentence embeddings as features")
+    encoder: str = Field(DEFAULT_ENCODER, description="Sentence-embedding model folder")
+    margin: float = Field(0.0, ge=0, description="Graded scores: weak as good within this")
+
+    @model_validator(mode="after")
+    def _one_knob(self) -> QualityGateOptions:
+        if self.threshold is not None and self.target_strong_share is not None:
+            raise ValueError("give target_strong_share or threshold, not both")
+        if self.weak == self.strong:
+            raise ValueError("weak and strong must be different experts")
+        return self
+
+
+class QualityCostGate(Gate):
+    """Routes to the weak expert unless the predictor says it is probably not as good."""
+
+    options: QualityGateOptions
+
+    def __init__(self, name: str, options: QualityGateOptions) -> None:
+        super().__init__(name, options)
+        self.artefact_path = Path(options.artefact) if options.artefact else PACKAGED
+        self.encoder = Encoder(options.encoder, where="gate.encoder")
+        self._predictor: QualityPredictor | None = None
+        self.threshold = 0.0
+
+    @property
+    def predictor(self) -> QualityPredictor:
+        """The trained predictor, read on first use (at startup when serving, never when
+        training, which must work whatever state the old file is in)."""
+        if self._predictor is None:
+            model = artefacts.load(self.artefact_path, KIND, where="gate.artefact")
+            trained_with = model.meta.get("encoder")
+            if trained_with is not None and trained_with != self.encoder.identity:
+                raise ConfigError(
+                    f"gate.artefact: {self.artefact_path} was trained on embeddings from "
+                    f"{trained_with}, but gate.encoder is {self.encoder.identity}; retrain with "
+                    "`moe gate train`"
+                )
+            try:
+                predictor = QualityPredictor.from_arrays(
+                    model.arrays, self.encoder if trained_with else None, model.meta
+                )
+            except KeyError as exc:
+                raise ConfigError(
+                    f"gate.artefact: {self.artefact_path} lacks the array {exc}; retrain it "
+                    "with `moe gate train`"
+                ) from None
+            if self.options.threshold is not None:
+                self.threshold = self.options.threshold
+            else:
+                share = self.options.target_strong_share
+                self.threshold = predictor.threshold_for(0.5 if share is None else share)
+            self._predictor = predictor
+        return self._predictor
+
+    def check_experts(self, experts: Mapping[str, ExpertCard]) -> None:
+        missing = [
+            f"{role} -> {name}"
+            for role, name in (("weak", self.options.weak), ("strong", self.options.strong))
+            if name not in experts
+        ]
+        if missing:
+            raise ConfigError(
+                f"gate: {', '.join(missing)} not configured; configured experts: "
+                f"{', '.join(experts)}"
+            )
+        self.predictor  # noqa: B018 - a bad artefact stops the gateway at startup
+
+    async def start(self) -> None:
+        if self.predictor.uses_embeddings:
+            await asyncio.to_thread(self.encoder.load)
+
+    async def close(self) -> None:
+        await self.encoder.close()
+
+    async def probability(self, text: str) -> float:
+        """P(weak answer is as good) for one request's text."""
+        predictor = self.predictor
+        embedding = await self.encoder.encode_one(text) if predictor.uses_embeddings else None
+        return float(predictor.predict_proba(text, embedding))
+
+    async def route(
+        self,
+        request: ChatRequest,
+        experts: Mapping[str, ExpertCard],
+        signals: Mapping[str, Tracker],
+    ) -> RoutingDecision:
+        p = await self.probability(request.last_user_text())
+        weak, strong = self.options.weak, self.options.strong
+        to_strong = p < self.threshold
+        chosen, other = (strong, weak) if to_strong else (weak, strong)
+        share = self.options.target_strong_share
+        calibration = (
+            f"threshold {self.threshold:.3f}"
+            if self.options.threshold is not None
+            else f"threshold {self.threshold:.3f}, calibrated to a "
+            f"{0.5 if share is None else share:.0%} strong share"
+        )
+        rationale = (
+            f"P({weak} as good as {strong}) = {p:.3f} "
+            f"{'<' if to_strong else '>='} {calibration}: {chosen}"
+        )
+        return RoutingDecision(
+            experts=[chosen],
+            fallbacks=[other],
+            gate=self.name,
+            confidence=float(np.clip(1 - p if to_strong else p, 0, 1)),
+            runner_up=other,
+            scores={weak: round(p, 4), strong: round(1 - p, 4)},
+            rationale=rationale,
+            evidence=[
+                {
+                    "p_weak_as_good": round(p, 4),
+                    "threshold": round(self.threshold, 4),
+                    "target_strong_share": share if self.options.threshold is None else None,
+                    "to_strong": to_strong,
+                }
+            ],
+        )
+
+    def train(self, output: Path | None = None, progress: bool = True) -> dict[str, Any]:
+        if self.options.data is None:
+            raise ConfigError(
+                "gate.data: give the recorded outcomes to train on (CSV/JSONL with prompt, "
+                "weak_ok, strong_ok or weak_score, strong_score), e.g. --data outcomes.csv"
+            )
+        share = self.options.target_strong_share
+        return train_from_file(
+            Path(self.options.data),
+            output or self.artefact_path,
+            encoder=self.encoder if self.options.embeddings else None,
+            target_strong_share=0.5 if share is None else share,
+            margin=self.options.margin,
+            progress=progress,
+        )
