@@ -13,6 +13,7 @@ from moe_domain_llms.gates import (
 )
 from moe_domain_llms.predict import PredictFrontend, PredictOptions
 from moe_domain_llms.quality_gate import QualityCostGate, QualityGateOptions
+from moe_domain_llms.quality_scorer import QualityPriorOptions, QualityPriorScorer
 
 
 @hookimpl
@@ -31,3 +32,8 @@ def moe_register_gates(register: Register) -> None:
     register("tfidf-nb", TfidfNBGate, options=LearnedGateOptions)
     register("embedding", EmbeddingGate, options=EmbeddingGateOptions)
     register("quality-cost", QualityCostGate, options=QualityGateOptions)
+
+
+@hookimpl
+def moe_register_scorers(register: Register) -> None:
+    register("quality-prior", QualityPriorScorer, options=QualityPriorOptions)

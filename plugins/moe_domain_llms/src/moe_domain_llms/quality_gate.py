@@ -54,15 +54,27 @@ class QualityGateOptions(Options):
         return self
 
 
-class QualityCostGate(Gate):
-    """Routes to the weak expert unless the predictor says it is probably not as good."""
+class QualityPrior:
+    """A trained predictor and its threshold, loaded once: what the ``quality-cost`` gate and
+    the ``quality-prior`` scorer both consult.
 
-    options: QualityGateOptions
+    :param where: the config key path of the owning part, for error messages.
+    """
 
-    def __init__(self, name: str, options: QualityGateOptions) -> None:
-        super().__init__(name, options)
-        self.artefact_path = Path(options.artefact) if options.artefact else PACKAGED
-        self.encoder = Encoder(options.encoder, where="gate.encoder")
+    def __init__(
+        self,
+        artefact: str | None,
+        encoder: str,
+        *,
+        threshold: float | None,
+        target_strong_share: float | None,
+        where: str,
+    ) -> None:
+        self.artefact_path = Path(artefact) if artefact else PACKAGED
+        self.encoder = Encoder(encoder, where=f"{where}.encoder")
+        self.where = where
+        self.fixed_threshold = threshold
+        self.target_strong_share = 0.5 if target_strong_share is None else target_strong_share
         self._predictor: QualityPredictor | None = None
         self.threshold = 0.0
 
@@ -71,13 +83,14 @@ class QualityCostGate(Gate):
         """The trained predictor, read on first use (at startup when serving, never when
         training, which must work whatever state the old file is in)."""
         if self._predictor is None:
-            model = artefacts.load(self.artefact_path, KIND, where="gate.artefact")
+            where = f"{self.where}.artefact"
+            model = artefacts.load(self.artefact_path, KIND, where=where)
             trained_with = model.meta.get("encoder")
             if trained_with is not None and trained_with != self.encoder.identity:
                 raise ConfigError(
-                    f"gate.artefact: {self.artefact_path} was trained on embeddings from "
-                    f"{trained_with}, but gate.encoder is {self.encoder.identity}; retrain with "
-                    "`moe gate train`"
+                    f"{where}: {self.artefact_path} was trained on embeddings from "
+                    f"{trained_with}, but {self.where}.encoder is {self.encoder.identity}; "
+                    "retrain with `moe gate train`"
                 )
             try:
                 predictor = QualityPredictor.from_arrays(
@@ -85,29 +98,23 @@ class QualityCostGate(Gate):
                 )
             except KeyError as exc:
                 raise ConfigError(
-                    f"gate.artefact: {self.artefact_path} lacks the array {exc}; retrain it "
+                    f"{where}: {self.artefact_path} lacks the array {exc}; retrain it "
                     "with `moe gate train`"
                 ) from None
-            if self.options.threshold is not None:
-                self.threshold = self.options.threshold
+            if self.fixed_threshold is not None:
+                self.threshold = self.fixed_threshold
             else:
-                share = self.options.target_strong_share
-                self.threshold = predictor.threshold_for(0.5 if share is None else share)
+                self.threshold = predictor.threshold_for(self.target_strong_share)
             self._predictor = predictor
         return self._predictor
 
-    def check_experts(self, experts: Mapping[str, ExpertCard]) -> None:
-        missing = [
-            f"{role} -> {name}"
-            for role, name in (("weak", self.options.weak), ("strong", self.options.strong))
-            if name not in experts
-        ]
-        if missing:
-            raise ConfigError(
-                f"gate: {', '.join(missing)} not configured; configured experts: "
-                f"{', '.join(experts)}"
-            )
-        self.predictor  # noqa: B018 - a bad artefact stops the gateway at startup
+    def describe_threshold(self) -> str:
+        if self.fixed_threshold is not None:
+            return f"threshold {self.threshold:.3f}"
+        return (
+            f"threshold {self.threshold:.3f}, calibrated to a "
+            f"{self.target_strong_share:.0%} strong share"
+        )
 
     async def start(self) -> None:
         if self.predictor.uses_embeddings:
@@ -122,26 +129,58 @@ class QualityCostGate(Gate):
         embedding = await self.encoder.encode_one(text) if predictor.uses_embeddings else None
         return float(predictor.predict_proba(text, embedding))
 
+
+class QualityCostGate(Gate):
+    """Routes to the weak expert unless the predictor says it is probably not as good."""
+
+    options: QualityGateOptions
+
+    def __init__(self, name: str, options: QualityGateOptions) -> None:
+        super().__init__(name, options)
+        self.prior = QualityPrior(
+            options.artefact,
+            options.encoder,
+            threshold=options.threshold,
+            target_strong_share=options.target_strong_share,
+            where="gate",
+        )
+        self.encoder = self.prior.encoder
+        self.artefact_path = self.prior.artefact_path
+
+    def check_experts(self, experts: Mapping[str, ExpertCard]) -> None:
+        missing = [
+            f"{role} -> {name}"
+            for role, name in (("weak", self.options.weak), ("strong", self.options.strong))
+            if name not in experts
+        ]
+        if missing:
+            raise ConfigError(
+                f"gate: {', '.join(missing)} not configured; configured experts: "
+                f"{', '.join(experts)}"
+            )
+        self.prior.predictor  # noqa: B018 - a bad artefact stops the gateway at startup
+
+    async def start(self) -> None:
+        await self.prior.start()
+
+    async def close(self) -> None:
+        await self.prior.close()
+
     async def route(
         self,
         request: ChatRequest,
         experts: Mapping[str, ExpertCard],
         signals: Mapping[str, Tracker],
     ) -> RoutingDecision:
-        p = await self.probability(request.last_user_text())
+        p = await self.prior.probability(request.last_user_text())
+        threshold = self.prior.threshold
         weak, strong = self.options.weak, self.options.strong
-        to_strong = p < self.threshold
+        to_strong = p < threshold
         chosen, other = (strong, weak) if to_strong else (weak, strong)
         share = self.options.target_strong_share
-        calibration = (
-            f"threshold {self.threshold:.3f}"
-            if self.options.threshold is not None
-            else f"threshold {self.threshold:.3f}, calibrated to a "
-            f"{0.5 if share is None else share:.0%} strong share"
-        )
         rationale = (
             f"P({weak} as good as {strong}) = {p:.3f} "
-            f"{'<' if to_strong else '>='} {calibration}: {chosen}"
+            f"{'<' if to_strong else '>='} {self.prior.describe_threshold()}: {chosen}"
         )
         return RoutingDecision(
             experts=[chosen],
@@ -154,7 +193,7 @@ class QualityCostGate(Gate):
             evidence=[
                 {
                     "p_weak_as_good": round(p, 4),
-                    "threshold": round(self.threshold, 4),
+                    "threshold": round(threshold, 4),
                     "target_strong_share": share if self.options.threshold is None else None,
                     "to_strong": to_strong,
                 }
