@@ -23,21 +23,20 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 from results_io import write_results
 
-from moe_core.builtins.scorers import HEDGES, UNSURE, answer_check, wrong_calculations
+from moe_core.builtins.scorers import answer_check
 from moe_core.models import ExpertResult
+from moe_domain_llms import artefacts
+from moe_domain_llms.answer_quality import KIND, AnswerQualityModel, fit
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "routellm" / "gsm8k"
 RESULTS = Path(__file__).parent / "results" / "cascade_scorer.json"
 PUBLISHED_BEST = 0.622  # RouteLLM's best prompt-only router on GSM8K (arXiv 2406.18665)
-FINAL = re.compile(r"####\s*\$?\s*([-\d.,/]+)")
 
 
 def load(data: Path) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
@@ -57,52 +56,18 @@ def load(data: Path) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
     )
 
 
-def answer_features(question: str, answer: str) -> list[float]:
-    calls, wrong = wrong_calculations(answer)
-    final = FINAL.search(answer)
-    try:
-        value = float(final.group(1).replace(",", "")) if final else math.nan
-    except ValueError:
-        value = math.nan
-    return [
-        math.log1p(len(answer)),
-        answer.count("\n"),
-        calls,
-        wrong,
-        float(wrong > 0),
-        float(final is not None),
-        float(not math.isnan(value) and value.is_integer()),
-        float(not math.isnan(value) and value < 0),
-        len(HEDGES.findall(answer.lower())),
-        float(bool(UNSURE.search(answer.lower()))),
-        math.log1p(len(question)),
-        len(re.findall(r"\d+(?:\.\d+)?", question)),
-        len(re.findall(r"\d+(?:\.\d+)?", answer)),
-        0.0 if math.isnan(value) else math.log1p(abs(value)),
-    ]
-
-
 def cross_validated_scores(
     questions: list[str], answers: list[str], wrong: np.ndarray, folds: int
 ) -> np.ndarray:
-    import scipy.sparse as sparse
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
+    """P(wrong) for every answer from the shipped scorer's own code (``fit``, then the model the
+    ``answer-quality`` scorer runs), trained on the other folds."""
     from sklearn.model_selection import KFold
-    from sklearn.preprocessing import StandardScaler
 
-    handmade = np.array([answer_features(q, a) for q, a in zip(questions, answers, strict=True)])
-    texts = np.array(answers, dtype=object)
     scores = np.zeros(len(answers))
-    for train, test in KFold(folds, shuffle=True, random_state=0).split(texts):
-        words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)
-        scale = StandardScaler().fit(handmade[train])
-        fitted = sparse.hstack(
-            [words.fit_transform(texts[train]), scale.transform(handmade[train])]
-        )
-        held_out = sparse.hstack([words.transform(texts[test]), scale.transform(handmade[test])])
-        model = LogisticRegression(C=0.5, max_iter=5000).fit(fitted.tocsr(), wrong[train])
-        scores[test] = model.predict_proba(held_out.tocsr())[:, 1]
+    for train, test in KFold(folds, shuffle=True, random_state=0).split(answers):
+        arrays = fit([questions[i] for i in train], [answers[i] for i in train], wrong[train])
+        model = AnswerQualityModel(arrays)
+        scores[test] = [model.p_wrong(questions[i], answers[i]) for i in test]
     return scores
 
 
@@ -120,6 +85,9 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--write-artefact", type=Path, help="also train on every prompt and save the scorer here"
+    )
     args = parser.parse_args()
     if not (args.data / "gsm8k_responses.csv").is_file():
         print(f"cascade_scorer: no GSM8K data at {args.data}", file=sys.stderr)
@@ -168,6 +136,19 @@ def main() -> int:
     print(f"      the cascade's untrained answer-check scorer {heuristic:.3f}")
     print(f"  {report['bar']['result']}  {report['bar']['bar']}  (measured: {ours:.3f})")
     write_results(report, args.out)
+    if args.write_artefact:
+        arrays = fit(questions, answers, ~weak)
+        artefacts.save(
+            args.write_artefact,
+            KIND,
+            ["wrong"],
+            arrays,
+            data="RouteLLM gsm8k_responses.csv (Mixtral-8x7B answers, GPT-4 as reference)",
+            license="Apache-2.0 (lm-sys/RouteLLM)",
+            train_rows=len(answers),
+            cross_validated_apgr=round(ours, 4),
+        )
+        print(f"wrote {args.write_artefact}")
     return 0
 
 

@@ -39,7 +39,7 @@ def test_plugins_json_lists_every_installed_plugin():
         "expert": ["hf-causal-lm", "sentence-embedding"],
         "gate": ["tfidf-nb", "embedding", "quality-cost"],
         "frontend": ["predict"],
-        "scorer": ["quality-prior"],
+        "scorer": ["quality-prior", "answer-quality"],
     }
 
 

@@ -54,3 +54,22 @@ def test_bad_scorer_options_stop_startup():
         make_moe(cascade("x", threshold=0.5, target_strong_share=0.3))
     with pytest.raises(ConfigError, match="combiner.scorer_options.artefact"):
         make_moe(cascade("x", artefact="/nonexistent/quality.npz"))
+
+
+def answer_quality(cheap_reply: str) -> dict:
+    config = cascade(cheap_reply)
+    config["combiner"]["scorer"] = "answer-quality"
+    del config["combiner"]["scorer_options"]
+    return config
+
+
+async def test_the_trained_answer_model_keeps_a_sound_answer_and_escalates_a_broken_one():
+    sound = "In May she sold 48 / 2 = <<48/2=24>>24 clips.\nAltogether 48 + 24 = <<48+24=72>>72.\n#### 72"  # noqa: E501
+    broken = "I think it's maybe 48 + 24 = <<48+24=70>>70, wait, not sure.\n#### 70.5"
+    async with make_moe(answer_quality(sound)) as moe:
+        kept = await moe.complete(user(QUESTION))
+    async with make_moe(answer_quality(broken)) as moe:
+        escalated = await moe.complete(user(QUESTION))
+    assert kept.metadata.experts_used == ["cheap"]
+    assert escalated.metadata.experts_used == ["cheap", "strong"]
+    assert "the trained answer model puts P(wrong) at" in escalated.metadata.fallbacks[0].error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from moe_core import Register, hookimpl
+from moe_domain_llms.answer_quality import AnswerQualityOptions, AnswerQualityScorer
 from moe_domain_llms.embedder import SentenceEmbeddingExpert, SentenceEmbeddingOptions
 from moe_domain_llms.expert import HFCausalLMExpert, HFCausalLMOptions
 from moe_domain_llms.gates import (
@@ -37,3 +38,4 @@ def moe_register_gates(register: Register) -> None:
 @hookimpl
 def moe_register_scorers(register: Register) -> None:
     register("quality-prior", QualityPriorScorer, options=QualityPriorOptions)
+    register("answer-quality", AnswerQualityScorer, options=AnswerQualityOptions)
