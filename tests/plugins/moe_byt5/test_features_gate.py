@@ -159,7 +159,9 @@ def test_an_artefact_of_another_kind_is_refused_with_how_to_fix(tmp_path) -> Non
     np.savez(bad, __meta__=np.array(json.dumps(meta)), x=np.zeros(2))
     config = gate_config()
     config["gate"]["artefact"] = str(bad)
-    with pytest.raises(ConfigError, match="not a 'features' artefact.*moe gate train"):
+    with pytest.raises(
+        ConfigError, match="trained for kind 'tfidf-nb', not 'features'.*moe gate train"
+    ):
         make_moe(config)
     config["gate"]["artefact"] = str(tmp_path / "missing.npz")
     with pytest.raises(ConfigError, match="does not exist; retrain it"):

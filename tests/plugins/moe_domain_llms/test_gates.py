@@ -113,11 +113,11 @@ def test_bad_artefacts_are_clear_errors(tmp_path):
         return gate_class("g", options_class(artefact=str(path))).model
 
     packaged_nb = artefacts.PACKAGED / "tfidf-nb.npz"
-    with pytest.raises(ConfigError, match="trained for gate kind 'tfidf-nb', not 'embedding'"):
+    with pytest.raises(ConfigError, match="trained for kind 'tfidf-nb', not 'embedding'"):
         load(EmbeddingGate, EmbeddingGateOptions, packaged_nb)
     junk = tmp_path / "junk.npz"
     junk.write_bytes(b"not an artefact")
-    with pytest.raises(ConfigError, match="not a readable gate artefact.*moe gate train"):
+    with pytest.raises(ConfigError, match="not a readable artefact.*moe gate train"):
         load(TfidfNBGate, LearnedGateOptions, junk)
     future = tmp_path / "future.npz"
     artefacts.save(future, "tfidf-nb", ["general", "b"], {"x": np.zeros(2)})
