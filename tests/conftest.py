@@ -6,7 +6,8 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -85,3 +86,33 @@ def _tracker_data_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Trackers of the embedded default config keep SQLite files in $MOE_DATA_DIR: point it at
     a temporary directory (inherited by `moe` subprocesses) so tests never write into $HOME."""
     os.environ["MOE_DATA_DIR"] = str(tmp_path_factory.mktemp("moe-data"))
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix no other test uses; every key under it is deleted after the test.
+
+    Ask for it before ``gateway`` so that it is torn down after the gateway, whose trackers
+    write their last figures when they close."""
+    if not redis_reachable():
+        pytest.skip("Redis is not reachable on 127.0.0.1:6379 (CI starts it)")
+    prefix = f"moe-test:{uuid.uuid4().hex}:"
+    yield prefix
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()

@@ -13,8 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -25,25 +24,9 @@ import yaml
 from aiohttp.test_utils import TestServer
 
 from moe_openai_compat.testing import FakeBehaviour, FakeOpenAI
-from tests.conftest import free_port
-from tests.core.tracking.conftest import REDIS_URL, redis_reachable
+from tests.conftest import REDIS_URL, free_port
 
 KEYS = "key-breaker,key-limit,key-feedback"
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    if not redis_reachable():
-        pytest.skip("Redis is not reachable on 127.0.0.1:6379 (CI starts it)")
-    prefix = f"moe-test:{uuid.uuid4().hex}:"
-    yield prefix
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=prefix + "*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 @asynccontextmanager

@@ -3,49 +3,18 @@ on 127.0.0.1:6379 under a unique key prefix per test (deleted afterwards)."""
 
 from __future__ import annotations
 
-import socket
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
 from moe_core.tracking.redis import RedisStore
 from moe_core.tracking.sqlite import SQLiteStore
 from moe_core.tracking.store import MemoryStore, Store
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def redis_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
+from tests.conftest import REDIS_URL, redis_reachable
 
 needs_redis = pytest.mark.skipif(
     not redis_reachable(), reason="Redis is not reachable on 127.0.0.1:6379 (CI starts it)"
 )
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    """A key prefix no other test uses; every key under it is deleted after the test.
-
-    Ask for it before ``gateway`` so that it is torn down after the gateway, whose trackers
-    write their last figures when they close."""
-    if not redis_reachable():
-        pytest.skip("Redis is not reachable on 127.0.0.1:6379 (CI starts it)")
-    prefix = f"moe-test:{uuid.uuid4().hex}:"
-    yield prefix
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=prefix + "*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
