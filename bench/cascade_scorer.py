@@ -33,6 +33,7 @@ from moe_core.builtins.scorers import answer_check
 from moe_core.models import ExpertResult
 from moe_domain_llms import artefacts
 from moe_domain_llms.answer_quality import KIND, AnswerQualityModel, fit
+from moe_domain_llms.routing_metrics import apgr, oracle_scores, random_apgr
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "routellm" / "gsm8k"
 RESULTS = Path(__file__).parent / "results" / "cascade_scorer.json"
@@ -71,15 +72,6 @@ def cross_validated_scores(
     return scores
 
 
-def apgr(escalate_first: np.ndarray, weak: np.ndarray, strong: np.ndarray) -> float:
-    """Area under the performance-gap-recovered curve as escalation goes from 0% to 100%."""
-    order = np.argsort(-escalate_first, kind="stable")
-    gain = (strong.astype(float) - weak.astype(float))[order]
-    quality = (weak.sum() + np.concatenate([[0.0], np.cumsum(gain)])) / len(weak)
-    recovered = (quality - weak.mean()) / (strong.mean() - weak.mean())
-    return float(np.trapezoid(recovered, dx=1 / len(weak)))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
@@ -94,15 +86,8 @@ def main() -> int:
         return 2
     questions, answers, weak, strong = load(args.data)
     scores = cross_validated_scores(questions, answers, ~weak, args.folds)
-    random = float(
-        np.mean(
-            [
-                apgr(np.random.default_rng(seed).random(len(weak)), weak, strong)
-                for seed in range(100)
-            ]
-        )
-    )
-    oracle = apgr((~weak & strong) * 2.0 + (~weak), weak, strong)
+    random = random_apgr(weak, strong)
+    oracle = apgr(oracle_scores(weak, strong), weak, strong)
     ours = apgr(scores, weak, strong)
     heuristic = apgr(
         np.array([answer_check(ExpertResult(content=a)) for a in answers]), weak, strong

@@ -73,3 +73,10 @@ async def test_the_trained_answer_model_keeps_a_sound_answer_and_escalates_a_bro
     assert kept.metadata.experts_used == ["cheap"]
     assert escalated.metadata.experts_used == ["cheap", "strong"]
     assert "the trained answer model puts P(wrong) at" in escalated.metadata.fallbacks[0].error
+
+
+def test_a_missing_answer_model_says_how_to_rebuild_it(tmp_path):
+    config = answer_quality("x")
+    config["combiner"]["scorer_options"] = {"artefact": str(tmp_path / "none.npz")}
+    with pytest.raises(ConfigError, match="does not exist; rebuild it with .*answer_quality.fit"):
+        make_moe(config)

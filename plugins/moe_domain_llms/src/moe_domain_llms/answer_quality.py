@@ -32,6 +32,10 @@ KIND = "answer-quality"
 PACKAGED = artefacts.PACKAGED / f"{KIND}.npz"
 FINAL = re.compile(r"####\s*\$?\s*([-\d.,/]+)")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
+REBUILD = (
+    "rebuild it with moe_domain_llms.answer_quality.fit and moe_domain_llms.artefacts.save "
+    "(bench/cascade_scorer.py --write-artefact PATH does it for GSM8K)"
+)
 
 
 def answer_features(question: str, answer: str) -> list[float]:
@@ -115,12 +119,14 @@ class AnswerQualityScorer(Scorer):
     def __init__(self, name: str, options: AnswerQualityOptions) -> None:
         super().__init__(name, options)
         path = Path(options.artefact) if options.artefact else PACKAGED
-        loaded = artefacts.load(path, KIND, where="combiner.scorer_options.artefact")
+        loaded = artefacts.load(
+            path, KIND, where="combiner.scorer_options.artefact", retrain=REBUILD
+        )
         try:
             self.model = AnswerQualityModel(loaded.arrays)
         except KeyError as exc:
             raise ConfigError(
-                f"combiner.scorer_options.artefact: {path} lacks the array {exc}; rebuild it"
+                f"combiner.scorer_options.artefact: {path} lacks the array {exc}; {REBUILD}"
             ) from None
 
     async def score(self, run: Run, answer: ExpertResult) -> Verdict:
