@@ -155,6 +155,12 @@ class FakePollinations:
             return None
         return _error(401, "Authentication required: a valid token is needed for this tier")
 
+    async def _obstacle(self, request: web.Request, model: str) -> web.Response | None:
+        """What stands between a request and its answer: a missing token, then whatever the
+        model was told to do (a delay, an error status, a 429)."""
+        refused = self._refused(request)  # a Response is a mapping: test it against None
+        return refused if refused is not None else await self._misbehave(model)
+
     async def _misbehave(self, model: str) -> web.Response | None:
         behaviour = self.of(model)
         if behaviour.delay_s:
@@ -205,12 +211,9 @@ class FakePollinations:
         model = self._text_model(model_name)
         if model is None:
             return _error(404, f"Model not found: {model_name}")
-        refused = self._refused(request)
-        if refused is not None:
-            return refused
-        failed = await self._misbehave(model_name)
-        if failed is not None:
-            return failed
+        obstacle = await self._obstacle(request, model_name)
+        if obstacle is not None:
+            return obstacle
         last, images = _last_user(body["messages"])
         text = self._reply(model_name, last)
         if images:
@@ -296,12 +299,9 @@ class FakePollinations:
         model = self._text_model(model_name)
         if model is None:
             return _error(404, f"Model not found: {model_name}")
-        refused = self._refused(request)
-        if refused is not None:
-            return refused
-        failed = await self._misbehave(model_name)
-        if failed is not None:
-            return failed
+        obstacle = await self._obstacle(request, model_name)
+        if obstacle is not None:
+            return obstacle
         text = self._reply(model_name, prompt)
         if "audio" in model.get("output_modalities", []) and "voice" in request.query:
             return web.Response(body=media.mp3(1 + len(text) / 60), content_type="audio/mpeg")
@@ -316,12 +316,9 @@ class FakePollinations:
         model = query.get("model", "flux")
         if model not in self.image_models:
             return _error(400, f"Invalid model {model!r}; available: {self.image_models}")
-        refused = self._refused(request)
-        if refused is not None:
-            return refused
-        failed = await self._misbehave(model)
-        if failed is not None:
-            return failed
+        obstacle = await self._obstacle(request, model)
+        if obstacle is not None:
+            return obstacle
         try:
             width = int(query.get("width", 1024))
             height = int(query.get("height", 1024))
