@@ -278,7 +278,11 @@ class MoE:
                     f"strategy {name!r} is not available: {exc}", param="moe.strategy"
                 ) from None
             await combiner.start()
-            self._combiners[name] = combiner
+            # Two first requests for one strategy may both get here: keep the first, close ours.
+            kept = self._combiners.setdefault(name, combiner)
+            if kept is not combiner:
+                await combiner.close()
+            return kept
         return combiner
 
     async def complete(self, request: RequestLike, *, request_id: str | None = None) -> MoEResponse:
