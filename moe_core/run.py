@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import structlog
 
+from moe_core.cost import CHARS_PER_TOKEN, RUN_DEFAULT_OUTPUT_TOKENS
 from moe_core.errors import BudgetExceeded, ExpertFailed, ExpertTimeout, MoEError
 from moe_core.events import Event, ExpertCalled
 from moe_core.models import (
@@ -182,8 +183,9 @@ class Run:
         card = slot.card
         if budget is None or not (card.cost_per_1k_input or card.cost_per_1k_output):
             return
-        prompt_tokens = sum(len(message.text()) for message in request.messages) / 4
-        answer_tokens = request.output_limit or card.max_output_tokens or 1024
+        prompt_chars = sum(len(message.text()) for message in request.messages)
+        prompt_tokens = prompt_chars / CHARS_PER_TOKEN
+        answer_tokens = request.output_limit or card.max_output_tokens or RUN_DEFAULT_OUTPUT_TOKENS
         worst = (
             prompt_tokens * card.cost_per_1k_input + answer_tokens * card.cost_per_1k_output
         ) / 1000
