@@ -182,18 +182,24 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> MoEErr
 async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in PUBLIC_PATHS:
         return await handler(request)
-    header = request.headers.get("Authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key:
+    key = _bearer_key(request)
+    if key is None:
         raise AuthenticationFailed(
             "Missing API key: send it as 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if not any(hmac.compare_digest(key.strip(), valid) for valid in request.app[API_KEYS_KEY]):
+    if not any(hmac.compare_digest(key, valid) for valid in request.app[API_KEYS_KEY]):
         raise AuthenticationFailed(
             "Incorrect API key provided.", headers={"WWW-Authenticate": "Bearer"}
         )
     return await handler(request)
+
+
+def _bearer_key(request: web.Request) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header, if the request sends one."""
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    key = key.strip()
+    return key if scheme.lower() == "bearer" and key else None
 
 
 @runtime_checkable
@@ -211,8 +217,7 @@ def _rate_limit_middleware(limiters: Sequence[KeyLimiter]):
     async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in PUBLIC_PATHS or request.path.startswith(UNLIMITED_PREFIXES):
             return await handler(request)
-        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-        caller = key_id(key.strip() if scheme.lower() == "bearer" else None)
+        caller = key_id(_bearer_key(request))
         for limiter in limiters:
             try:
                 await limiter.admit_key(caller)
