@@ -28,6 +28,20 @@ from typing import TypeVar
 
 from moe_core.errors import ConfigError, ExpertUnavailable
 
+
+def pick_device(requested: str) -> str:
+    """The torch device for ``auto`` (CUDA, else Apple's MPS, else the CPU), or the one named."""
+    import torch
+
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
 LOADING_LOCK = threading.Lock()
 """Held around every ``from_pretrained`` of a local-model expert."""
 

@@ -38,8 +38,8 @@ class ExpertStats:
             "latency_ema_ms": None
             if self.latency_ema_ms is None
             else round(self.latency_ema_ms, 3),
-            "latency_p50_ms": _percentile(ordered, 0.50),
-            "latency_p95_ms": _percentile(ordered, 0.95),
+            "latency_p50_ms": percentile(ordered, 0.50),
+            "latency_p95_ms": percentile(ordered, 0.95),
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "cost_usd": round(self.cost_usd, 8),
@@ -102,7 +102,7 @@ class MemoryTracker(Tracker):
         }
 
 
-def _percentile(ordered: list[float], q: float) -> float | None:
+def percentile(ordered: list[float], q: float) -> float | None:
     """Linear-interpolated percentile of an already sorted list."""
     if not ordered:
         return None

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import Field
 
+from moe_core.builtins.memory import percentile
 from moe_core.events import Event, ExpertCalled, RequestFinished, RouteDecided
 from moe_core.plugins import Options
 from moe_core.signals import PerformanceView
@@ -279,13 +280,3 @@ def _counts(totals: Hash, prefix: str) -> dict[str, int]:
         for name, count in totals.items()
         if name.startswith(prefix)
     }
-
-
-def percentile(ordered: list[float], q: float) -> float | None:
-    """Linear-interpolated percentile of an already sorted list."""
-    if not ordered:
-        return None
-    position = q * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return round(ordered[low] + (ordered[high] - ordered[low]) * (position - low), 3)

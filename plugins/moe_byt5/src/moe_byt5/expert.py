@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from moe_core import ChatRequest, Expert, ExpertCard, ExpertResult, InvalidRequest, Options, Usage
-from moe_core.localmodels import LOADING_LOCK, ModelWorker, resolve_checkpoint
+from moe_core.localmodels import LOADING_LOCK, ModelWorker, pick_device, resolve_checkpoint
 
 DEFAULT_CHECKPOINT = "google/byt5-small"
 TASKS = ("generate", "embed")
@@ -85,13 +85,9 @@ class ByT5Expert(Expert):
         await self.worker.run(self._load)
 
     def _load(self) -> None:
-        import torch
         from transformers import ByT5Tokenizer, T5ForConditionalGeneration
 
-        wanted = self.options.device
-        self.device = (
-            ("cuda" if torch.cuda.is_available() else "cpu") if wanted == "auto" else wanted
-        )
+        self.device = pick_device(self.options.device)
         self._tokenizer = ByT5Tokenizer()
         with LOADING_LOCK:
             model = T5ForConditionalGeneration.from_pretrained(self.source, local_files_only=True)

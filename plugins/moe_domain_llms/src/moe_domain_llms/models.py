@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from moe_core.batching import MicroBatcher
-from moe_core.localmodels import LOADING_LOCK
+from moe_core.localmodels import LOADING_LOCK, pick_device
 from moe_domain_llms.engine import Job, Output, generate_batch
 from moe_domain_llms.source import ModelSource, default_cache_dir, ensure_converted
 
@@ -99,7 +99,7 @@ def _load(key: ModelKey, batch: BatchSettings) -> LoadedModel:
         cache = Path(key.cache_dir) if key.cache_dir else default_cache_dir()
         location = str(ensure_converted(key.source.gguf_file, cache))
     local_only = {"local_files_only": True, "trust_remote_code": key.trust_remote_code}
-    device = _pick_device(key.device)
+    device = pick_device(key.device)
     with LOADING_LOCK:  # transformers cannot load two models at once from two threads
         tokenizer = AutoTokenizer.from_pretrained(location, **local_only)
         model = AutoModelForCausalLM.from_pretrained(
@@ -146,18 +146,6 @@ def _set_torch_threads(requested: int | None) -> None:
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
         log.info("torch.threads", threads=threads)
-
-
-def _pick_device(requested: str) -> str:
-    import torch
-
-    if requested != "auto":
-        return requested
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def _pick_dtype(requested: str, device: str) -> Any:

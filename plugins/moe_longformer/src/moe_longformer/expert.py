@@ -30,7 +30,7 @@ from moe_core import (
     Options,
     Usage,
 )
-from moe_core.localmodels import LOADING_LOCK, ModelWorker, resolve_checkpoint
+from moe_core.localmodels import LOADING_LOCK, ModelWorker, pick_device, resolve_checkpoint
 
 DEFAULT_EMBED_CHECKPOINT = "allenai/longformer-base-4096"
 DEFAULT_SUMMARIZE_CHECKPOINT = "allenai/led-base-16384"
@@ -104,13 +104,9 @@ class LongformerExpert(Expert):
         await self.worker.run(self._load)
 
     def _load(self) -> None:
-        import torch
         from transformers import AutoTokenizer, LEDForConditionalGeneration, LongformerModel
 
-        wanted = self.options.device
-        self.device = (
-            ("cuda" if torch.cuda.is_available() else "cpu") if wanted == "auto" else wanted
-        )
+        self.device = pick_device(self.options.device)
         classes = {"embed": LongformerModel, "summarize": LEDForConditionalGeneration}
         for task, source in self.sources.items():
             with LOADING_LOCK:
