@@ -46,13 +46,21 @@ from moe_core.parts import (
     Verdict,
     require_known_experts,
 )
-from moe_core.plugins import CombinerOptions, Options, Register, create_plugin_manager, hookimpl
+from moe_core.plugins import (
+    BaseURL,
+    CombinerOptions,
+    Options,
+    Register,
+    create_plugin_manager,
+    hookimpl,
+)
 from moe_core.router import MoERouter, RoutingRequest
 from moe_core.run import Run
 
 __all__ = [
     "MOE_KEY",
     "AuthenticationFailed",
+    "BaseURL",
     "BudgetExceeded",
     "ChatMessage",
     "ChatRequest",

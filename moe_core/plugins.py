@@ -11,10 +11,11 @@ from __future__ import annotations
 import importlib.metadata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
+from urllib.parse import urlsplit
 
 import pluggy
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from moe_core import hookspecs
 from moe_core.errors import PluginError
@@ -34,6 +35,17 @@ class Options(BaseModel):
     """Base for a kind's options: unknown keys are errors, so a typo in config never goes unseen."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"must be an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+BaseURL = Annotated[str, AfterValidator(_http_url)]
+"""An option holding an API root: must be http(s) with a host; kept without a trailing slash."""
 
 
 class CombinerOptions(Options):

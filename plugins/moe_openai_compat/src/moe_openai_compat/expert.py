@@ -17,9 +17,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from moe_core import (
+    BaseURL,
     ChatRequest,
     ConfigError,
     Delta,
@@ -38,7 +39,7 @@ from moe_openai_compat.http1 import HTTPClientError, HTTPPool, ReadTimeout
 
 
 class OpenAIExpertOptions(Options):
-    base_url: str = Field(description="The API root, e.g. https://api.openai.com/v1")
+    base_url: BaseURL = Field(description="The API root, e.g. https://api.openai.com/v1")
     model: str | None = Field(None, description="The upstream's model name; default: the expert's")
     api_key_env: str | None = Field(None, description="Environment variable holding the API key")
     connect_timeout_s: float = Field(10.0, gt=0)
@@ -49,14 +50,6 @@ class OpenAIExpertOptions(Options):
     system_prompt: str | None = Field(
         None, description="Put first when the request has no system message (a domain expert)"
     )
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"must be an http(s) URL, got {value!r}")
-        return value.rstrip("/")
 
 
 class OpenAIExpert(Expert):

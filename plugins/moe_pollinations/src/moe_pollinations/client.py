@@ -16,14 +16,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import aiohttp
 import orjson
 import structlog
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from moe_core import (
+    BaseURL,
     ExpertTimeout,
     ExpertUnavailable,
     MoEError,
@@ -41,8 +42,8 @@ IMAGE_BASE_URL = "https://image.pollinations.ai"
 class ConnectionOptions(Options):
     """Where Pollinations is and how to talk to it (shared by experts and the gate)."""
 
-    text_base_url: str = Field(TEXT_BASE_URL, description="Text API root (/openai, /models)")
-    image_base_url: str = Field(IMAGE_BASE_URL, description="Image API root (/prompt, /models)")
+    text_base_url: BaseURL = Field(TEXT_BASE_URL, description="Text API root (/openai, /models)")
+    image_base_url: BaseURL = Field(IMAGE_BASE_URL, description="Image API root (/prompt, /models)")
     token_env: str | None = Field(
         "POLLINATIONS_TOKEN", description="Environment variable with the API token (optional)"
     )
@@ -55,14 +56,6 @@ class ConnectionOptions(Options):
         30.0, ge=0, description="Longest Retry-After honoured; longer is reported as a 429"
     )
     connect_timeout_s: float = Field(10.0, gt=0)
-
-    @field_validator("text_base_url", "image_base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"must be an http(s) URL, got {value!r}")
-        return value.rstrip("/")
 
 
 class _SharedSession:
