@@ -65,8 +65,11 @@ def test_a_missing_key_variable_is_a_startup_error(monkeypatch):
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
     with pytest.raises(ConfigError, match="experts.remote.api_key_env.*NOT_SET_ANYWHERE"):
         make_moe(remote("http://127.0.0.1:1/v1", api_key_env="NOT_SET_ANYWHERE"))
-    with pytest.raises(ConfigError, match="experts.remote.base_url"):
+    with pytest.raises(ConfigError, match="experts.remote.base_url.*must be an http\\(s\\) URL"):
         make_moe(remote("ftp://example"))
+    assert make_moe(remote("http://127.0.0.1:1/v1/")).experts["remote"].expert.options.base_url == (
+        "http://127.0.0.1:1/v1"
+    )
 
 
 async def test_streams_pass_through_without_buffering(gateway, fake_upstream):
