@@ -20,17 +20,24 @@ def trusted(cls: type[M], **values: Any) -> M:
 
     Like ``model_construct`` (no validation), without its per-field search for defaults, which
     costs more than the rest of a request's bookkeeping: these models are built on every request
-    and every expert call, always with every field.
+    and every expert call, always with every field. Callers must pass every field (the tests
+    check each call site against the validated model).
     """
-    assert values.keys() == cls.__pydantic_fields__.keys(), set(cls.__pydantic_fields__) ^ set(
-        values
-    )
-    instance = cls.__new__(cls)
-    object.__setattr__(instance, "__dict__", values)
-    object.__setattr__(instance, "__pydantic_fields_set__", set(values))
-    object.__setattr__(instance, "__pydantic_extra__", None)
-    object.__setattr__(instance, "__pydantic_private__", None)
+    instance = _new_object(cls)
+    _set_dict(instance, values)
+    _set_fields_set(instance, set(values))
+    _set_extra(instance, None)
+    _set_private(instance, None)
     return instance
+
+
+# The slots every pydantic model has, set straight through their descriptors: what
+# ``object.__setattr__`` does, without looking the name up on every call.
+_new_object = object.__new__
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]

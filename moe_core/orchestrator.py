@@ -30,7 +30,7 @@ from moe_core.errors import (
     MoEError,
     PluginError,
 )
-from moe_core.events import Event, RequestFinished, RequestStarted, RouteDecided
+from moe_core.events import Event, RequestFinished, RequestStarted, RouteDecided, elapsed_ms
 from moe_core.models import (
     ChatRequest,
     Delta,
@@ -377,7 +377,7 @@ class _Execution:
             confidence=decision.confidence,
             runner_up=decision.runner_up,
             latency_ms=run.latency_ms,
-            total_latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
+            total_latency_ms=elapsed_ms(self.started),
             fallbacks=run.fallbacks,
             notes=run.notes,
             cost_usd=round(run.cost_usd, 8) if run.usage.total_tokens else None,
@@ -486,7 +486,7 @@ def _finished(request_id: str, started: float, error: MoEError) -> RequestFinish
     return RequestFinished(
         request_id=request_id,
         ok=False,
-        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        latency_ms=elapsed_ms(started),
         error=error.message,
         error_code=error.code,
     )

@@ -18,7 +18,7 @@ import structlog
 
 from moe_core.cost import CHARS_PER_TOKEN, RUN_DEFAULT_OUTPUT_TOKENS
 from moe_core.errors import BudgetExceeded, ExpertFailed, ExpertTimeout, MoEError
-from moe_core.events import Event, ExpertCalled
+from moe_core.events import Event, ExpertCalled, elapsed_ms
 from moe_core.models import (
     ChatRequest,
     Delta,
@@ -204,7 +204,7 @@ class Run:
         usage: Usage | None,
         error: Exception | None,
     ) -> None:
-        latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        latency_ms = elapsed_ms(started)
         self.latency_ms[slot.name] = latency_ms
         cost = None
         if error is None:

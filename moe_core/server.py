@@ -19,6 +19,7 @@ from aiohttp import web
 
 from moe_core.appkeys import API_KEYS_KEY, BODY_LIMIT_KEY, MOE_KEY, REQUEST_ID_KEY
 from moe_core.config import FrontendSettings, InstanceConfig
+from moe_core.events import elapsed_ms
 from moe_core.errors import (
     AuthenticationFailed,
     ConfigError,
@@ -121,7 +122,7 @@ def _request_middleware(access_log: bool):
                     method=request.method,
                     path=request.path,
                     status=status,
-                    ms=round((time.perf_counter() - started) * 1000, 3),
+                    ms=elapsed_ms(started),
                 )
             structlog.contextvars.unbind_contextvars("request_id")
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from pydantic import Field
 
-from moe_core.models import ChatRequest, ExpertCard, RoutingDecision
+from moe_core.models import ChatRequest, ExpertCard, RoutingDecision, trusted
 from moe_core.parts import Gate, Tracker, require_known_experts
 from moe_core.plugins import Options
 
@@ -32,10 +32,18 @@ class FixedGate(Gate):
         signals: Mapping[str, Tracker],
     ) -> RoutingDecision:
         expert = self.options.expert or next(iter(experts))
-        return RoutingDecision(
+        # Every request gets the same decision: built from known-good values, not validated.
+        return trusted(
+            RoutingDecision,
             experts=[expert],
+            strategy=None,
             fallbacks=[name for name in self.options.fallbacks if name != expert],
             gate=self.name,
             confidence=1.0,
             rationale=f"the fixed gate always sends requests to {expert!r}",
+            runner_up=None,
+            scores={},
+            evidence=[],
+            judge=None,
+            overrides={},
         )
