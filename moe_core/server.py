@@ -19,7 +19,6 @@ from aiohttp import web
 
 from moe_core.appkeys import API_KEYS_KEY, BODY_LIMIT_KEY, MOE_KEY, REQUEST_ID_KEY
 from moe_core.config import FrontendSettings, InstanceConfig
-from moe_core.events import elapsed_ms
 from moe_core.errors import (
     AuthenticationFailed,
     ConfigError,
@@ -27,6 +26,7 @@ from moe_core.errors import (
     MoEError,
     NotFound,
 )
+from moe_core.events import elapsed_ms
 from moe_core.http import body_too_large, error_response, json_response
 from moe_core.orchestrator import MoE, build_part, new_request_id
 from moe_core.parts import Frontend
