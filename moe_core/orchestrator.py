@@ -30,7 +30,14 @@ from moe_core.errors import (
     MoEError,
     PluginError,
 )
-from moe_core.events import Event, RequestFinished, RequestStarted, RouteDecided, elapsed_ms
+from moe_core.events import (
+    Event,
+    ExpertCalled,
+    RequestFinished,
+    RequestStarted,
+    RouteDecided,
+    elapsed_ms,
+)
 from moe_core.models import (
     ChatRequest,
     Delta,
@@ -81,6 +88,11 @@ class MoE:
         self.default_combiner = combiner
         self.auto_names = frozenset((AUTO, *config.gate.aliases))
         self.trackers = trackers
+        # Each event type's observers, so that an event no tracker wants costs nothing.
+        self._observers: dict[type[Event], tuple[Tracker, ...]] = {
+            kind: tuple(tracker for tracker in trackers.values() if kind in tracker.observes)
+            for kind in (RequestStarted, RouteDecided, ExpertCalled, RequestFinished)
+        }
         self.store = store
         """The store named by ``tracking``, when a tracker keeps its state there."""
         # Guards that hold something once they admit a call (a breaker's single probe) go last,
@@ -313,14 +325,16 @@ class MoE:
         started = time.perf_counter()
         parsed = self.parse(request)
         request_id = request_id or new_request_id()
-        await self.emit(RequestStarted(request_id=request_id, request=parsed))
+        if self._observers[RequestStarted]:
+            await self.emit(RequestStarted(request_id=request_id, request=parsed))
         try:
             decision = await self._decide(parsed)
             combiner = await self._combiner(parsed, decision)
         except MoEError as exc:
             await self.emit(_finished(request_id, started, exc))
             raise
-        await self.emit(RouteDecided(request_id=request_id, request=parsed, decision=decision))
+        if self._observers[RouteDecided]:
+            await self.emit(RouteDecided(request_id=request_id, request=parsed, decision=decision))
         run = Run(
             request_id=request_id,
             request=parsed,
@@ -332,8 +346,9 @@ class MoE:
         return _Execution(self, run, combiner, started)
 
     async def emit(self, event: Event) -> None:
-        """Tell every tracker; a tracker that fails is logged and never fails the request."""
-        for tracker in self.trackers.values():
+        """Tell every tracker that observes such events; a tracker that fails is logged and
+        never fails the request."""
+        for tracker in self._observers[type(event)]:
             try:
                 await tracker.observe(event)
             except Exception as exc:

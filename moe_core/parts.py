@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from pydantic import BaseModel
 
+from moe_core.events import ExpertCalled, RequestFinished, RequestStarted, RouteDecided
 from moe_core.models import ChatRequest, Delta, ExpertCard, ExpertResult, RoutingDecision
 
 if TYPE_CHECKING:
@@ -101,6 +102,15 @@ class Combiner(Part):
 
 class Tracker(Part):
     """An observer of every request's events, keeping state gates can read."""
+
+    observes: ClassVar[tuple[type[Event], ...]] = (
+        RequestStarted,
+        RouteDecided,
+        ExpertCalled,
+        RequestFinished,
+    )
+    """The event types ``observe`` is given. A tracker that needs fewer says so: events no
+    tracker wants are never delivered, which saves every request the calls."""
 
     @abc.abstractmethod
     async def observe(self, event: Event) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Literal
 
 import structlog
@@ -87,6 +88,7 @@ class ExpertPool(Mapping[str, ExpertSlot]):
 
     def __init__(self, slots: list[ExpertSlot]) -> None:
         self._slots = {slot.name: slot for slot in slots}
+        self._cards = MappingProxyType({slot.name: slot.card for slot in slots})
         self._tasks: list[asyncio.Task[None]] = []
 
     def __getitem__(self, name: str) -> ExpertSlot:
@@ -98,10 +100,14 @@ class ExpertPool(Mapping[str, ExpertSlot]):
     def __len__(self) -> int:
         return len(self._slots)
 
-    def cards(self) -> dict[str, ExpertCard]:
+    def __contains__(self, name: object) -> bool:
+        return name in self._slots
+
+    def cards(self) -> Mapping[str, ExpertCard]:
         """Every expert's card, for gates to choose among (loading ones included: a call to one
-        that is not ready yet fails with a clear 503 or goes to its fallbacks)."""
-        return {name: slot.card for name, slot in self._slots.items()}
+        that is not ready yet fails with a clear 503 or goes to its fallbacks). Read-only, and
+        the same mapping for every request."""
+        return self._cards
 
     async def start(self, *, wait: bool) -> None:
         self._tasks = [asyncio.create_task(slot.start()) for slot in self._slots.values()]

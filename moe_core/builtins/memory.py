@@ -51,6 +51,7 @@ class MemoryTracker(Tracker):
     """Counts, success rates, latency EMA and percentiles per expert; lost on restart."""
 
     options: MemoryTrackerOptions
+    observes = (ExpertCalled, RequestFinished)
 
     def __init__(self, name: str, options: MemoryTrackerOptions) -> None:
         super().__init__(name, options)

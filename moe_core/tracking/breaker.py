@@ -58,6 +58,7 @@ class CircuitBreakerTracker(StoredTracker):
     """Opens per provider after consecutive failures; one probe after a timeout closes it."""
 
     options: BreakerOptions
+    observes = (ExpertCalled,)
     admits_last = True
     """Asked after every other guard: admitting a probe claims it."""
 

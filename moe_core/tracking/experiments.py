@@ -80,6 +80,7 @@ class ABTestTracker(StoredTracker):
     """A/B tests between experts: deterministic assignment, outcomes, significance."""
 
     options: ABTestOptions
+    observes = (RouteDecided, RequestFinished)
 
     def __init__(self, name: str, options: ABTestOptions) -> None:
         super().__init__(name, options)

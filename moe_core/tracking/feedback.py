@@ -103,6 +103,7 @@ class FeedbackTracker(StoredTracker):
     """Feedback on requests, folded into learned weights per expert and task type."""
 
     options: FeedbackOptions
+    observes = (RequestStarted, RequestFinished)
 
     def __init__(self, name: str, options: FeedbackOptions) -> None:
         super().__init__(name, options)

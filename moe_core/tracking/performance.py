@@ -93,6 +93,7 @@ class PerformanceTracker(StoredTracker):
     """Success rate, latency (EMA, p50, p95), cost and tokens per expert and task type."""
 
     options: PerformanceOptions
+    observes = (ExpertCalled, RouteDecided, RequestFinished)
     writes_behind = True
 
     def __init__(self, name: str, options: PerformanceOptions) -> None:

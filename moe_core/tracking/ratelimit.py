@@ -60,6 +60,7 @@ class RateLimitTracker(StoredTracker):
     """429 with Retry-After once a key or an expert used its requests or tokens this minute."""
 
     options: RateLimitOptions
+    observes = (ExpertCalled,)
 
     async def admit_key(self, caller: str) -> None:
         """Count one request of ``caller`` (see :func:`key_id`); raise 429 over the limit."""

@@ -33,6 +33,16 @@ class RecordingTracker(Tracker):
         RecordingTracker.seen.append(event)
 
 
+class OutcomeTracker(Tracker):
+    """Wants only the end of each request."""
+
+    observes = (RequestFinished,)
+    seen: list[Event] = []
+
+    async def observe(self, event: Event) -> None:
+        OutcomeTracker.seen.append(event)
+
+
 class BrokenTracker(Tracker):
     async def observe(self, event: Event) -> None:
         raise RuntimeError("tracker bug")
@@ -66,6 +76,7 @@ class TestPlugin:
     def moe_register_trackers(self, register):
         register("recording", RecordingTracker)
         register("broken", BrokenTracker)
+        register("outcomes", OutcomeTracker)
 
     @hookimpl
     def moe_register_gates(self, register):
@@ -237,6 +248,23 @@ async def test_trackers_see_every_step_and_a_broken_one_fails_nothing():
     assert called.ok and called.expert == "a" and called.usage.completion_tokens == 2
     assert RecordingTracker.seen[3].metadata == response.metadata
     assert moe.trackers["mem"].snapshot()["experts"]["a"]["calls"] == 1
+
+
+async def test_a_tracker_gets_only_the_events_it_observes():
+    RecordingTracker.seen, OutcomeTracker.seen = [], []
+    moe = build(
+        {
+            "experts": {"a": {"kind": "echo"}},
+            "trackers": {"all": {"kind": "recording"}, "ends": {"kind": "outcomes"}},
+        }
+    )
+    async with moe:
+        await moe.complete(user("one"))
+        with pytest.raises(ModelNotFound):
+            await moe.complete(user("two", model="nobody"))
+    assert [type(event) for event in OutcomeTracker.seen] == [RequestFinished, RequestFinished]
+    assert [event.ok for event in OutcomeTracker.seen] == [True, False]
+    assert len(RecordingTracker.seen) == 4 + 2  # every step of the first, start and end of the other
 
 
 async def test_gate_overrides_apply_only_where_the_caller_left_a_value_unset():
