@@ -264,7 +264,8 @@ async def test_a_tracker_gets_only_the_events_it_observes():
             await moe.complete(user("two", model="nobody"))
     assert [type(event) for event in OutcomeTracker.seen] == [RequestFinished, RequestFinished]
     assert [event.ok for event in OutcomeTracker.seen] == [True, False]
-    assert len(RecordingTracker.seen) == 4 + 2  # every step of the first, start and end of the other
+    # Every step of the first request; the start and the end of the refused one.
+    assert len(RecordingTracker.seen) == 4 + 2
 
 
 async def test_gate_overrides_apply_only_where_the_caller_left_a_value_unset():
