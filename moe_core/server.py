@@ -8,6 +8,7 @@ traceback and answered with a plain 500 envelope, never the traceback itself.
 
 from __future__ import annotations
 
+import gc
 import hmac
 import re
 import time
@@ -239,6 +240,7 @@ def serve(moe: MoE, *, host: str | None = None, port: int | None = None) -> None
     """Run the gateway until interrupted; in-flight requests finish on shutdown."""
     settings = moe.config.server
     app = create_app(moe)
+    app.on_startup.append(_freeze_startup_objects)
     loop = None
     try:
         import uvloop
@@ -257,3 +259,11 @@ def serve(moe: MoE, *, host: str | None = None, port: int | None = None) -> None
         print=None,
         loop=loop,
     )
+
+
+async def _freeze_startup_objects(app: web.Application) -> None:
+    """Move everything built at startup (modules, plugins, configured parts) out of the cyclic
+    garbage collector's sight: it would otherwise walk all of it again on every full collection
+    while serving, for objects that live as long as the process."""
+    gc.collect()
+    gc.freeze()

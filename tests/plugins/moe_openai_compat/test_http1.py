@@ -222,3 +222,35 @@ async def test_calls_beyond_the_connection_limit_wait_for_a_free_connection():
         server.close()
     assert [b for _, _, b in bodies] == [b"%d" % i for i in range(6)]
     assert most == 2 and len(connections) == 2
+
+
+async def test_a_call_cancelled_while_waiting_for_a_connection_gives_up_no_slot():
+    release = asyncio.Event()
+
+    async def held(reader, writer) -> None:
+        while True:
+            _, body = await read_request(reader)
+            if body == b"hold":
+                await release.wait()
+            writer.write(ok(body, b"X-Answer: yes"))
+            await writer.drain()
+
+    server, url, connections = await serve(held)
+    pool = HTTPPool(url, headers={}, limit=1)
+    try:
+        holder = asyncio.create_task(pool.post("/x", b"hold"))
+        await asyncio.sleep(0.05)
+        waiting = [asyncio.create_task(pool.post("/x", b"w%d" % i)) for i in range(3)]
+        await asyncio.sleep(0.05)
+        waiting[0].cancel()  # gave up in the queue
+        release.set()
+        status, headers, body = await asyncio.wait_for(holder, 5)
+        answers = await asyncio.wait_for(asyncio.gather(*waiting[1:]), 5)
+        # The limit still holds one call at a time, and no slot was lost to the cancelled one.
+        again = await asyncio.wait_for(pool.post("/x", b"after"), 5)
+    finally:
+        await pool.close()
+        server.close()
+    assert (status, body, headers["x-answer"]) == (200, b"hold", "yes")
+    assert [b for _, _, b in answers] == [b"w1", b"w2"] and again[2] == b"after"
+    assert waiting[0].cancelled() and len(connections) == 1

@@ -54,9 +54,10 @@ class Answer:
         "_connection",
         "_done",
         "_error",
+        "_headers",
+        "_raw_headers",
         "_size",
         "_waiter",
-        "headers",
         "received",
         "status",
     )
@@ -64,7 +65,8 @@ class Answer:
     def __init__(self, connection: _Connection) -> None:
         self._connection = connection
         self.status = 0
-        self.headers: dict[str, str] = {}  # lower-case names
+        self._raw_headers: list[tuple[bytes, bytes]] = []
+        self._headers: dict[str, str] | None = None
         self._chunks: deque[bytes] = deque()
         self._size = 0
         self._done = False
@@ -72,6 +74,17 @@ class Answer:
         self._waiter: asyncio.Future[None] | None = None
         self._buffer_all = False  # read() wants the whole body: no back-pressure
         self.received = False  # any byte of the answer arrived
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The answer's headers, names in lower case. Decoded on first use: a successful answer
+        is usually read without anyone looking at them."""
+        if self._headers is None:
+            self._headers = {
+                name.decode("latin-1").lower(): value.decode("latin-1")
+                for name, value in self._raw_headers
+            }
+        return self._headers
 
     # Called by the connection, in the event loop.
     def _wake(self) -> None:
@@ -180,7 +193,7 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.answer is not None:
-            self.answer.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+            self.answer._raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         if self.answer is not None:
@@ -263,6 +276,36 @@ class _Connection(asyncio.Protocol):
         self.close()
 
 
+class _Slots:
+    """The pool's connection limit. Taking a free slot is a counter decrement, where asyncio's
+    Semaphore builds three coroutines per use: on a gateway's hot path that shows."""
+
+    def __init__(self, limit: int) -> None:
+        self._free = limit
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def take(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.give()  # handed a slot just as the caller gave up: pass it on
+            raise
+
+    def give(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot goes straight to the next in line
+                return
+        self._free += 1
+
+
 class HTTPPool:
     """Pooled keep-alive connections to one ``http(s)://host:port``; POSTs JSON bodies."""
 
@@ -292,7 +335,7 @@ class HTTPPool:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self._idle: deque[_Connection] = deque()
-        self._limit = asyncio.Semaphore(limit)
+        self._slots = _Slots(limit)
         self._open: set[_Connection] = set()
 
     def _payload(self, path: str, body: bytes) -> bytes:
@@ -367,25 +410,31 @@ class HTTPPool:
 
     async def post(self, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
         """POST ``body`` to ``path`` (under the base URL's path); status, headers, whole body."""
-        async with self._limit:
+        await self._slots.take()
+        try:
             connection, answer = await self._exchange(self._payload(path, body))
             try:
                 data = await answer.read()
             finally:
                 self._release(connection, answer)
             return answer.status, answer.headers, data
+        finally:
+            self._slots.give()
 
     @asynccontextmanager
     async def stream(self, path: str, body: bytes) -> AsyncIterator[Answer]:
         """POST and hand back the answer to read as it arrives. Leaving early (a client that
         went away, a cancelled loser of a race) closes the connection, which stops the
         upstream's work instead of leaving it to stream into a pooled socket."""
-        async with self._limit:
+        await self._slots.take()
+        try:
             connection, answer = await self._exchange(self._payload(path, body))
             try:
                 yield answer
             finally:
                 self._release(connection, answer)
+        finally:
+            self._slots.give()
 
     async def close(self) -> None:
         for connection in list(self._open):
