@@ -1,9 +1,11 @@
 """Cost prediction before a call: how many tokens a request will take and what it may cost.
 
-Tokens are estimated, not counted: a gate sees expert cards, not tokenizers. The estimate is the
-usual four characters of English text per token (the figure OpenAI and Anthropic publish for
-their BPE tokenizers), plus a few tokens of chat framing per message and a flat allowance per
-image. A caller who knows better says so with ``moe.metadata.context_tokens`` (the seed's
+A prompt is counted with the expert's own tokenizer where it has one
+(:meth:`moe_core.Expert.count_tokens`, e.g. a local transformers model), and estimated otherwise
+(a remote API, whose tokenizer the gateway does not have). The estimate is the usual four
+characters of English text per token (the figure OpenAI and Anthropic publish for their BPE
+tokenizers), plus a few tokens of chat framing per message and a flat allowance per image. A
+caller who knows better says so with ``moe.metadata.context_tokens`` (the seed's
 ``context_size``): the prompt is then at least that long.
 
 The answer's length is what the caller allows (``max_tokens``) when it is below the usual length
@@ -16,7 +18,7 @@ expert has answered, comes from the usage it reports (``Run.cost_usd``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from moe_core.models import ChatRequest
@@ -26,6 +28,8 @@ MESSAGE_OVERHEAD_TOKENS = 4
 """Role and separators each chat message adds around its text."""
 IMAGE_TOKENS = 765
 """One image at OpenAI's default detail (a 512 px tile grid of a typical screenshot)."""
+STATED_SOURCE = "moe.metadata.context_tokens"
+"""A :class:`TokenEstimate`'s source when the caller stated the prompt's length."""
 RUN_DEFAULT_OUTPUT_TOKENS = 1024
 """What the budget check before a call assumes when neither caller nor card limits the answer."""
 
@@ -66,6 +70,14 @@ class TokenEstimate:
         the budget check before a call charges (four characters a token)."""
         return max(self.input_tokens, self.prompt_chars / CHARS_PER_TOKEN)
 
+    def counted(self, tokens: int, source: str) -> TokenEstimate:
+        """This estimate with the prompt length a tokenizer counted. A length the caller stated
+        (``moe.metadata.context_tokens``) still wins when it is longer: it knows of context the
+        request does not carry."""
+        if self.source == STATED_SOURCE and self.input_tokens >= tokens:
+            return self
+        return replace(self, input_tokens=tokens, source=source)
+
     def output_for(self, card_max_output: int | None) -> int:
         """The expected answer length for an expert that can write at most ``card_max_output``."""
         if card_max_output is not None and card_max_output < self.output_expected:
@@ -105,7 +117,7 @@ def estimate_tokens(
         "context_tokens", request.hints.metadata.get("context_size")
     )
     if isinstance(stated, int | float) and not isinstance(stated, bool) and stated > input_tokens:
-        input_tokens, source = int(stated), "moe.metadata.context_tokens"
+        input_tokens, source = int(stated), STATED_SOURCE
     table = EXPECTED_OUTPUT_TOKENS if expected_output is None else expected_output
     usual = table.get(task_type or "general", table.get("general", DEFAULT_OUTPUT_TOKENS))
     limit = request.output_limit
@@ -133,12 +145,15 @@ class CostPrediction:
     max_usd: float
     within_budget: bool | None
     """Whether the expected cost fits ``moe.budget_usd`` (None: no budget given)."""
+    input_source: str = ""
+    """How the prompt was measured: the expert's tokenizer, or characters per token."""
 
     def evidence(self, expert: str) -> dict[str, Any]:
         return {
             "kind": "cost",
             "expert": expert,
             "input_tokens": self.input_tokens,
+            "input_tokens_from": self.input_source,
             "output_tokens": {
                 "min": self.output_tokens_min,
                 "expected": self.output_tokens_expected,
@@ -178,6 +193,7 @@ def predict_cost(
         expected_usd=expected,
         max_usd=prompt + maximum_out * per_out,
         within_budget=None if budget_usd is None else expected <= budget_usd,
+        input_source=estimate.source,
     )
 
 

@@ -58,6 +58,15 @@ class Expert(Part):
         """Describe this expert; config's ``card:`` overrides any field of it."""
         return ExpertCard()
 
+    def count_tokens(self, request: ChatRequest) -> int | None:
+        """The prompt's length in this expert's own tokens, chat template included, or ``None``
+        when it has no tokenizer at hand (the default; a remote API, a model still loading).
+
+        Gates that predict cost or check context windows use the count where an expert gives
+        one and a characters-per-token estimate otherwise. Called on the event loop before the
+        expert is chosen: it must be quick and must not wait on anything."""
+        return None
+
     @abc.abstractmethod
     async def generate(self, request: ChatRequest) -> ExpertResult:
         """Answer the request in one piece."""

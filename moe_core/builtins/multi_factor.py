@@ -21,9 +21,11 @@ when its expert passed the filters, and the decision says so.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from moe_core.builtins import multi_factor_explain as explain
 from moe_core.builtins.multi_factor_explain import Removed
@@ -31,10 +33,10 @@ from moe_core.builtins.multi_factor_options import MultiFactorOptions, Weights
 from moe_core.builtins.multi_factor_parallel import parallel_decision, parallel_triggers
 from moe_core.builtins.multi_factor_profile import Candidate, Profile, profile_of
 from moe_core.builtins.multi_factor_request import Requirements, read_requirements
-from moe_core.cost import budget_output_cap, predict_cost
+from moe_core.cost import TokenEstimate, budget_output_cap, predict_cost
 from moe_core.errors import NoEligibleExpert
 from moe_core.models import ChatRequest, ExpertCard, RoutingDecision
-from moe_core.parts import Gate, Tracker
+from moe_core.parts import Expert, Gate, Tracker
 from moe_core.signals import (
     BreakerSignal,
     ExperimentSignal,
@@ -42,6 +44,11 @@ from moe_core.signals import (
     WeightSignal,
     find_signals,
 )
+
+if TYPE_CHECKING:
+    from moe_core.orchestrator import MoE
+
+log = structlog.get_logger(__name__)
 
 __all__ = ["MultiFactorGate", "MultiFactorOptions", "Weights"]
 
@@ -71,6 +78,32 @@ class MultiFactorGate(Gate):
         self._signals_of: Mapping[str, Tracker] | None = None
         self._signals = _Signals([], [], [], [])
         self._parallel_strategies = frozenset(options.parallel_strategies)
+        self._counters: dict[str, Callable[[ChatRequest], int | None]] = {}
+
+    def attach(self, moe: MoE) -> None:
+        # The experts that can count a prompt in their own tokens (local models): their counts
+        # replace the estimate in context-window checks and cost predictions.
+        self._counters = {
+            name: slot.expert.count_tokens
+            for name, slot in moe.experts.items()
+            if type(slot.expert).count_tokens is not Expert.count_tokens
+        }
+
+    def _count_tokens(
+        self, request: ChatRequest, experts: Mapping[str, ExpertCard], needs: Requirements
+    ) -> dict[str, TokenEstimate]:
+        counted: dict[str, TokenEstimate] = {}
+        for name, count in self._counters.items():
+            if name not in experts:
+                continue
+            try:
+                tokens = count(request)
+            except Exception as exc:  # a tokenizer that fails costs precision, not the request
+                log.warning("gate.count_tokens_failed", expert=name, error=str(exc))
+                continue
+            if tokens is not None:
+                counted[name] = needs.estimate.counted(tokens, f"{name}'s tokenizer")
+        return counted
 
     # -- per-card and per-tracker work done once ------------------------------------------
 
@@ -121,6 +154,10 @@ class MultiFactorGate(Gate):
             chars_per_token=options.chars_per_token,
             expected_output=options.expected_output_tokens,
         )
+        if self._counters:
+            counted = self._count_tokens(request, experts, needs)
+            if counted:
+                needs = replace(needs, counted=counted)
         found = self._signals_from(signals)
         profiles = self._profiles_for(experts)
         candidates, removed, usable = self._filter(profiles, needs, found)
@@ -142,6 +179,7 @@ class MultiFactorGate(Gate):
         prompt, usual = estimate.input_tokens, estimate.output_expected
         limit = estimate.output_limit
         charged = estimate.charged_prompt_tokens
+        counted = needs.counted
         breakers = found.breakers
         candidates: list[Candidate] = []
         disabled: dict[str, Any] = {}
@@ -178,6 +216,9 @@ class MultiFactorGate(Gate):
                 if blocked:
                     circuits[name] = name
                     continue
+            if counted:
+                own = counted.get(name, estimate)
+                prompt, charged = own.input_tokens, own.charged_prompt_tokens
             output = p.max_output if p.max_output is not None and p.max_output < usual else usual
             if p.window is not None and prompt + output > p.window:
                 small[name] = p.window
@@ -310,7 +351,7 @@ class MultiFactorGate(Gate):
         budget = needs.budget_usd
         cap = None
         overrides: dict[str, Any] = {}
-        estimate = needs.estimate
+        estimate = needs.estimate_for(top.profile.name)
         card = top.profile.card
         if budget is not None and estimate.output_limit is None and top.profile.per_out:
             room = budget_output_cap(
@@ -357,7 +398,7 @@ class MultiFactorGate(Gate):
 
     def _worst(self, p: Profile, needs: Requirements, cap: int | None) -> float:
         """What the budget check before a call charges for this expert."""
-        estimate = needs.estimate
+        estimate = needs.estimate_for(p.name)
         output = estimate.output_max(p.card.max_output_tokens, cap)
         return estimate.charged_prompt_tokens * p.per_in + output * p.per_out
 

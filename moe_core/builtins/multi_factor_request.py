@@ -9,7 +9,7 @@ request itself says which abilities it needs (images need vision, ``tools`` need
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from moe_core.cost import TokenEstimate, estimate_tokens
@@ -42,6 +42,12 @@ class Requirements:
     single_asked: bool
     """The caller named a single-expert strategy, which rules parallel execution out."""
     estimate: TokenEstimate
+    counted: dict[str, TokenEstimate] = field(default_factory=dict)
+    """The estimate per expert whose own tokenizer counted the prompt (see ``estimate_for``)."""
+
+    def estimate_for(self, expert: str) -> TokenEstimate:
+        """The prompt as ``expert`` counts it when it can, else the characters-based estimate."""
+        return self.counted.get(expert, self.estimate)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -55,6 +61,11 @@ class Requirements:
             "input_tokens": self.estimate.input_tokens,
             "expected_output_tokens": self.estimate.output_expected,
             "token_estimate": self.estimate.source,
+            **(
+                {"counted_input_tokens": {n: e.input_tokens for n, e in self.counted.items()}}
+                if self.counted
+                else {}
+            ),
         }
 
 

@@ -52,6 +52,18 @@ async def test_max_tokens_default_and_system_prompt(tiny_model):
     assert explicit.result.usage.prompt_tokens < with_system.result.usage.prompt_tokens
 
 
+async def test_count_tokens_is_the_prompt_the_model_reads(tiny_model):
+    moe = make_moe(local(tiny_model, system_prompt="be brief"))
+    expert = moe.experts["tiny"].expert
+    request = moe.parse(user("what is the capital of france?"))
+    assert expert.count_tokens(request) is None  # no tokenizer before the model is loaded
+    async with moe:
+        counted = expert.count_tokens(request)
+        response = await moe.complete(request)
+    # The same figure the model reports as prompt tokens: system prompt and template included.
+    assert counted == response.result.usage.prompt_tokens > 6  # more than the six words
+
+
 async def test_stop_sequences_cut_the_answer_like_openai(tiny_model):
     async with make_moe(local(tiny_model)) as moe:
         full = (await moe.complete(user("the quick brown", max_tokens=30))).result.content

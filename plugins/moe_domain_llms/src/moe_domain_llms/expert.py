@@ -104,6 +104,10 @@ class HFCausalLMExpert(Expert):
             **extra,
         )
 
+    def count_tokens(self, request: ChatRequest) -> int | None:
+        """The prompt as this model will read it, system prompt and chat template included."""
+        return None if self.loaded is None else len(self._prompt_ids(request))
+
     def _prompt_ids(self, request: ChatRequest) -> list[int]:
         assert self.loaded is not None
         tokenizer = self.loaded.tokenizer
