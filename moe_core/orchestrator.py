@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any
@@ -59,8 +60,19 @@ log = structlog.get_logger(__name__)
 
 
 def new_request_id() -> str:
-    """32 random hex digits, like ``uuid4().hex`` at a tenth of its cost."""
-    return os.urandom(16).hex()
+    """32 random hex digits, like ``uuid4().hex`` at a fraction of its cost: the randomness of
+    256 ids is read from the system at once, where one read per id cost a system call each."""
+    try:
+        return _request_ids.popleft()  # atomic: safe from any thread
+    except IndexError:
+        block = os.urandom(16 * 256).hex()
+        _request_ids.extend(block[at : at + 32] for at in range(32, len(block), 32))
+        return block[:32]
+
+
+_request_ids: deque[str] = deque()
+# A forked worker must not hand out the ids its parent had read ahead.
+os.register_at_fork(after_in_child=_request_ids.clear)
 
 
 AUTO = "auto"
