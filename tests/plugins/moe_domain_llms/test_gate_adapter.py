@@ -3,6 +3,7 @@ artefact, merged at load, and refused when it does not belong to the configured 
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import numpy as np
@@ -77,9 +78,9 @@ async def test_an_adapted_gate_routes_as_its_training_report_said(adapted):
         "experts": {name: {"kind": "echo"} for name in WORDS},
         "gate": {"kind": "embedding", "artefact": str(output)},
     }
-    async with make_moe(config) as moe:
-        decision = await moe.route(user("a question about ransomware from me"))
-    assert decision.experts == ["cybersecurity"]
+    async with make_moe(config) as moe:  # the gateway's path: artefact at startup, batching
+        decisions = await asyncio.gather(*(moe.route(user(text)) for text in texts))
+    assert [decision.experts[0] for decision in decisions] == predicted
 
 
 def test_the_adapter_changes_the_encoders_vectors(adapted):
