@@ -10,9 +10,9 @@ cross-validation, so every prompt is ranked by a model that never saw it:
   groups and each group is held out in turn (the router never sees a test subject);
 - GSM8K: 5 folds, fixed (shuffled with seed 0).
 
-Everything fitted (feature scaling, weights, the regularisation strength, the calibrated
-threshold) is fitted inside each training fold; on MMLU the inner folds that choose the
-regularisation and calibrate also hold out whole subjects, as the outer ones do.
+Everything fitted (feature scaling, the weights of the members fitted at each regularisation
+strength and averaged, the calibrated threshold) is fitted inside each training fold; on MMLU the
+inner folds that calibrate also hold out whole subjects, as the outer ones do.
 Reported: APGR (area under the performance-gap-recovered curve, always-weak 0,
 always-strong 1), CPT(50%) (the strong-call share that recovers half the gap), and how close a
 threshold calibrated on the training fold to a 50% strong share comes to 50% on the held-out
@@ -118,12 +118,11 @@ def cross_validate(
     folds: list[tuple[np.ndarray, np.ndarray]],
     embeddings: np.ndarray | None,
     groups: list[str] | None = None,
-) -> tuple[np.ndarray, list[float], list[float]]:
-    """Held-out need-strong scores for every prompt; per fold, the held-out strong share
-    reached by the threshold the training fold calibrated to a 50% share, and the
-    regularisation strength the training fold chose."""
+) -> tuple[np.ndarray, list[float]]:
+    """Held-out need-strong scores for every prompt and, per fold, the held-out strong share
+    reached by the threshold the training fold calibrated to a 50% share."""
     scores = np.zeros(len(texts))
-    shares, chosen = [], []
+    shares = []
     for train, test in folds:
         predictor, _ = quality.fit(
             [texts[i] for i in train],
@@ -132,13 +131,12 @@ def cross_validate(
             embeddings=None if embeddings is None else embeddings[train],
             groups=None if groups is None else [groups[i] for i in train],
         )
-        chosen.append(predictor.meta["c"])
         p_ok = predictor.predict_proba(
             [texts[i] for i in test], None if embeddings is None else embeddings[test]
         )
         scores[test] = 1 - p_ok
         shares.append(float(np.mean(p_ok < predictor.threshold_for(0.5))))
-    return scores, shares, chosen
+    return scores, shares
 
 
 def evaluate(
@@ -155,12 +153,12 @@ def evaluate(
     variants = {"prompt features": None, "prompt features + MiniLM embedding": embeddings}
     for variant, vectors in variants.items():
         started = time.perf_counter()
-        scores, shares, chosen = cross_validate(texts, weak, strong, folds, vectors, groups)
+        scores, shares = cross_validate(texts, weak, strong, folds, vectors, groups)
         results[variant] = {
             "apgr": round(apgr(scores, weak, strong), 4),
             "cpt50": round(cpt(scores, weak, strong), 4),
             "heldout_strong_share_at_target_50": [round(s, 3) for s in shares],
-            "c_chosen_per_fold": chosen,
+            "c_averaged": list(quality.DEFAULT_C),
             "seconds": round(time.perf_counter() - started, 1),
         }
     oracle = oracle_scores(weak, strong)
@@ -218,7 +216,7 @@ def main() -> int:
         subject_folds(subjects),
         embeddings_for("mmlu", texts),
         f"leave-subjects-out, {GROUPS} fixed groups of the 57 subjects",
-        groups=subjects,  # the inner folds that pick c and calibrate also hold out subjects
+        groups=subjects,  # the inner folds that calibrate also hold out subjects
     )
     texts, weak, strong = load_gsm8k(args.data)
     report["datasets"]["gsm8k"] = evaluate(
