@@ -28,27 +28,36 @@ from moe_domain_llms.quality_training import KIND, train_from_file
 PACKAGED = artefacts.PACKAGED / f"{KIND}.npz"
 
 
-class QualityGateOptions(Options):
-    weak: str = Field("weak", description="The cheaper expert, answering by default")
-    strong: str = Field("strong", description="The stronger expert, for requests that need it")
+class PriorOptions(Options):
+    """What every part consulting the trained predictor (:class:`QualityPrior`) is given."""
+
+    artefact: str | None = Field(None, description="Trained artefact; default: the bundled one")
+    encoder: str = Field(DEFAULT_ENCODER, description="Sentence-embedding model folder")
     target_strong_share: float | None = Field(
-        None, ge=0, le=1, description="Share of requests to send to strong (default 0.5)"
+        None, ge=0, le=1, description="Share of requests for the strong expert (default 0.5)"
     )
     threshold: float | None = Field(
-        None, ge=0, le=1, description="Send to strong below this P(weak as good) instead"
+        None, ge=0, le=1, description="Use the strong expert below this P(weak as good) instead"
     )
-    artefact: str | None = Field(None, description="Trained artefact; default: the bundled one")
+
+    @model_validator(mode="after")
+    def _one_knob(self) -> PriorOptions:
+        if self.threshold is not None and self.target_strong_share is not None:
+            raise ValueError("give target_strong_share or threshold, not both")
+        return self
+
+
+class QualityGateOptions(PriorOptions):
+    weak: str = Field("weak", description="The cheaper expert, answering by default")
+    strong: str = Field("strong", description="The stronger expert, for requests that need it")
     data: str | None = Field(
         None, description="Outcomes to train on (CSV/JSONL: prompt, weak_ok, strong_ok)"
     )
     embeddings: bool = Field(True, description="Train with sentence embeddings as features")
-    encoder: str = Field(DEFAULT_ENCODER, description="Sentence-embedding model folder")
     margin: float = Field(0.0, ge=0, description="Graded scores: weak as good within this")
 
     @model_validator(mode="after")
-    def _one_knob(self) -> QualityGateOptions:
-        if self.threshold is not None and self.target_strong_share is not None:
-            raise ValueError("give target_strong_share or threshold, not both")
+    def _two_experts(self) -> QualityGateOptions:
         if self.weak == self.strong:
             raise ValueError("weak and strong must be different experts")
         return self
@@ -61,20 +70,13 @@ class QualityPrior:
     :param where: the config key path of the owning part, for error messages.
     """
 
-    def __init__(
-        self,
-        artefact: str | None,
-        encoder: str,
-        *,
-        threshold: float | None,
-        target_strong_share: float | None,
-        where: str,
-    ) -> None:
-        self.artefact_path = Path(artefact) if artefact else PACKAGED
-        self.encoder = Encoder(encoder, where=f"{where}.encoder")
+    def __init__(self, options: PriorOptions, *, where: str) -> None:
+        self.artefact_path = Path(options.artefact) if options.artefact else PACKAGED
+        self.encoder = Encoder(options.encoder, where=f"{where}.encoder")
         self.where = where
-        self.fixed_threshold = threshold
-        self.target_strong_share = 0.5 if target_strong_share is None else target_strong_share
+        self.fixed_threshold = options.threshold
+        share = options.target_strong_share
+        self.target_strong_share = 0.5 if share is None else share
         self._predictor: QualityPredictor | None = None
         self.threshold = 0.0
 
@@ -137,13 +139,7 @@ class QualityCostGate(Gate):
 
     def __init__(self, name: str, options: QualityGateOptions) -> None:
         super().__init__(name, options)
-        self.prior = QualityPrior(
-            options.artefact,
-            options.encoder,
-            threshold=options.threshold,
-            target_strong_share=options.target_strong_share,
-            where="gate",
-        )
+        self.prior = QualityPrior(options, where="gate")
         self.encoder = self.prior.encoder
         self.artefact_path = self.prior.artefact_path
 

@@ -11,30 +11,15 @@ the larger of the two, the prior's mapped so that its threshold lands on the cas
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from moe_core import ExpertResult, Options, Run, Scorer, Verdict
+from moe_core import ExpertResult, Run, Scorer, Verdict
 from moe_core.builtins.scorers import answer_check
-from moe_domain_llms.embeddings import DEFAULT_ENCODER
-from moe_domain_llms.quality_gate import QualityPrior
+from moe_domain_llms.quality_gate import PriorOptions, QualityPrior
 
 
-class QualityPriorOptions(Options):
-    artefact: str | None = Field(None, description="Trained artefact; default: the bundled one")
-    encoder: str = Field(DEFAULT_ENCODER, description="Sentence-embedding model folder")
-    target_strong_share: float | None = Field(
-        None, ge=0, le=1, description="Share of prompts to escalate on the prior (default 0.5)"
-    )
-    threshold: float | None = Field(
-        None, ge=0, le=1, description="Escalate below this P(cheap as good) instead"
-    )
+class QualityPriorOptions(PriorOptions):
     answer_check: bool = Field(True, description="Also escalate on visible signs of a bad answer")
-
-    @model_validator(mode="after")
-    def _one_knob(self) -> QualityPriorOptions:
-        if self.threshold is not None and self.target_strong_share is not None:
-            raise ValueError("give target_strong_share or threshold, not both")
-        return self
 
 
 class QualityPriorScorer(Scorer):
@@ -44,13 +29,7 @@ class QualityPriorScorer(Scorer):
 
     def __init__(self, name: str, options: QualityPriorOptions) -> None:
         super().__init__(name, options)
-        self.prior = QualityPrior(
-            options.artefact,
-            options.encoder,
-            threshold=options.threshold,
-            target_strong_share=options.target_strong_share,
-            where="combiner.scorer_options",
-        )
+        self.prior = QualityPrior(options, where="combiner.scorer_options")
         self.prior.predictor  # noqa: B018 - a bad artefact stops the gateway at startup
 
     async def start(self) -> None:
