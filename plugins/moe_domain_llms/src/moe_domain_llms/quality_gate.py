@@ -22,7 +22,8 @@ from pydantic import Field, model_validator
 from moe_core import ChatRequest, ConfigError, ExpertCard, Gate, Options, RoutingDecision, Tracker
 from moe_domain_llms import artefacts
 from moe_domain_llms.embeddings import DEFAULT_ENCODER, Encoder
-from moe_domain_llms.quality import QualityPredictor
+from moe_domain_llms.lm_states import DEFAULT_LAYER, DEFAULT_LM, LMStates
+from moe_domain_llms.quality import LM, OPTIONS, PROMPT, STEM, QualityPredictor, split_prompt
 from moe_domain_llms.quality_training import KIND, train_from_file
 
 PACKAGED = artefacts.PACKAGED / f"{KIND}.npz"
@@ -33,6 +34,7 @@ class PriorOptions(Options):
 
     artefact: str | None = Field(None, description="Trained artefact; default: the bundled one")
     encoder: str = Field(DEFAULT_ENCODER, description="Sentence-embedding model folder")
+    lm: str = Field(DEFAULT_LM, description="Language model whose hidden states are read")
     target_strong_share: float | None = Field(
         None, ge=0, le=1, description="Share of requests for the strong expert (default 0.5)"
     )
@@ -54,6 +56,9 @@ class QualityGateOptions(PriorOptions):
         None, description="Outcomes to train on (CSV/JSONL: prompt, weak_ok, strong_ok)"
     )
     embeddings: bool = Field(True, description="Train with sentence embeddings as features")
+    lm_states: bool = Field(
+        True, description="Train with the language model's hidden states as features"
+    )
     margin: float = Field(0.0, ge=0, description="Graded scores: weak as good within this")
 
     @model_validator(mode="after")
@@ -73,6 +78,8 @@ class QualityPrior:
     def __init__(self, options: PriorOptions, *, where: str) -> None:
         self.artefact_path = Path(options.artefact) if options.artefact else PACKAGED
         self.encoder = Encoder(options.encoder, where=f"{where}.encoder")
+        self.lm_name = options.lm
+        self.lm: LMStates | None = None  # made when the artefact reads one
         self.where = where
         self.fixed_threshold = options.threshold
         share = options.target_strong_share
@@ -94,14 +101,23 @@ class QualityPrior:
                     f"{trained_with}, but {self.where}.encoder is {self.encoder.identity}; "
                     "retrain with `moe gate train`"
                 )
+            lm_trained = model.meta.get("lm")
+            if lm_trained is not None and lm_trained != self.lm_name:
+                raise ConfigError(
+                    f"{where}: {self.artefact_path} was trained on states of {lm_trained}, "
+                    f"but {self.where}.lm is {self.lm_name}; retrain with `moe gate train`"
+                )
+            if lm_trained is not None:
+                layer = int(model.meta.get("lm_layer") or DEFAULT_LAYER)
+                self.lm = LMStates(self.lm_name, layer, where=f"{self.where}.lm")
             try:
                 predictor = QualityPredictor.from_arrays(
-                    model.arrays, self.encoder if trained_with else None, model.meta
+                    model.arrays, self.encoder if trained_with else None, model.meta, self.lm
                 )
-            except KeyError as exc:
+            except (KeyError, ValueError) as exc:
                 raise ConfigError(
-                    f"{where}: {self.artefact_path} lacks the array {exc}; retrain it "
-                    "with `moe gate train`"
+                    f"{where}: {self.artefact_path} is not a predictor this version reads "
+                    f"({exc}); retrain it with `moe gate train`"
                 ) from None
             if self.fixed_threshold is not None:
                 self.threshold = self.fixed_threshold
@@ -121,15 +137,33 @@ class QualityPrior:
     async def start(self) -> None:
         if self.predictor.uses_embeddings:
             await asyncio.to_thread(self.encoder.load)
+        if self.lm is not None:
+            await asyncio.to_thread(self.lm.load)
 
     async def close(self) -> None:
         await self.encoder.close()
+        if self.lm is not None:
+            await self.lm.close()
 
     async def probability(self, text: str) -> float:
-        """P(weak answer is as good) for one request's text."""
+        """P(weak answer is as good) for one request's text. The blocks' models run at once:
+        the stem and options embeddings share one encoder pass, the LM its own thread."""
         predictor = self.predictor
-        embedding = await self.encoder.encode_one(text) if predictor.uses_embeddings else None
-        return float(predictor.predict_proba(text, embedding))
+        stem, options = split_prompt(text)
+        pending = {}
+        for block in predictor.blocks:
+            if block == PROMPT:
+                pending[block] = self.encoder.encode_one(text)
+            elif block == STEM:
+                pending[block] = self.encoder.encode_one(stem)
+            elif block == OPTIONS and options:
+                pending[block] = self.encoder.encode_one(options)
+            elif block == LM and self.lm is not None:
+                pending[block] = self.lm.encode_one(text)
+        found = dict(zip(pending, await asyncio.gather(*pending.values()), strict=True))
+        if OPTIONS in predictor.blocks and OPTIONS not in found:
+            found[OPTIONS] = np.zeros(384, np.float32)  # no options listed
+        return float(predictor.predict_proba(text, found))
 
 
 class QualityCostGate(Gate):
@@ -207,6 +241,7 @@ class QualityCostGate(Gate):
             Path(self.options.data),
             output or self.artefact_path,
             encoder=self.encoder if self.options.embeddings else None,
+            lm=LMStates(self.options.lm, where="gate.lm") if self.options.lm_states else None,
             target_strong_share=0.5 if share is None else share,
             margin=self.options.margin,
             progress=progress,

@@ -118,16 +118,24 @@ def _progress(iterable: Any, enabled: bool, **kwargs: Any) -> Any:
     return tqdm(iterable, **kwargs)
 
 
-def embed(encoder: Any, prompts: list[str], progress: bool) -> np.ndarray:
-    """Sentence embeddings of every prompt, in batches, with a progress bar."""
-    encoder.load()
+def prompt_vectors(
+    prompts: list[str],
+    blocks: tuple[str, ...],
+    encoder: Any = None,
+    lm: Any = None,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Every block's vectors for every prompt, in batches, with a progress bar."""
+    if encoder is not None:
+        encoder.load()
+    if lm is not None:
+        lm.load()
     batches = range(0, len(prompts), 64)
-    return np.concatenate(
-        [
-            encoder.encode(prompts[start : start + 64])
-            for start in _progress(batches, progress, desc="embedding prompts", unit="batch")
-        ]
-    )
+    parts = [
+        quality.prompt_vectors(prompts[start : start + 64], blocks, encoder, lm)
+        for start in _progress(batches, progress, desc="embedding prompts", unit="batch")
+    ]
+    return {block: np.concatenate([part[block] for part in parts]) for block in blocks}
 
 
 def train_quality(
@@ -137,19 +145,37 @@ def train_quality(
     output: Path,
     *,
     encoder: Any = None,
-    embeddings: np.ndarray | None = None,
+    lm: Any = None,
+    embeddings: dict[str, np.ndarray] | None = None,
     target_strong_share: float = 0.5,
     encoder_identity: str | None = None,
+    lm_identity: str | None = None,
+    lm_layer: int | None = None,
     margin: float = 0.0,
     progress: bool = True,
     **meta: Any,
 ) -> dict[str, Any]:
-    """Fit the predictor (with embeddings when an encoder is given, or precomputed
-    ``embeddings`` from the encoder named ``encoder_identity``), write the artefact, and return
-    held-out metrics and a printable report."""
-    identity = encoder_identity or (encoder.identity if encoder is not None else None)
-    if embeddings is not None and identity is None:
+    """Fit the predictor, write the artefact, and return held-out metrics and a printable
+    report.
+
+    The blocks read (see :data:`moe_domain_llms.quality.BLOCKS`) are the stem and options
+    embeddings when an ``encoder`` is given and the LM states when an ``lm``
+    (:class:`~moe_domain_llms.lm_states.LMStates`) is; or the keys of precomputed
+    ``embeddings``, made by the models named ``encoder_identity`` and ``lm_identity``
+    (``lm_layer``)."""
+    if embeddings is None:
+        blocks = (quality.STEM, quality.OPTIONS) if encoder is not None else ()
+        blocks += (quality.LM,) if lm is not None else ()
+    else:
+        blocks = tuple(embeddings)
+    if encoder is not None:
+        encoder_identity = encoder_identity or encoder.identity
+    if lm is not None:
+        lm_identity, lm_layer = lm_identity or lm.identity, lm_layer or lm.layer
+    if any(block in quality.SENTENCE_BLOCKS for block in blocks) and encoder_identity is None:
         raise ValueError("precomputed embeddings need the encoder_identity that made them")
+    if quality.LM in blocks and (lm_identity is None or lm_layer is None):
+        raise ValueError("precomputed lm states need the lm_identity and lm_layer that made them")
     label = quality.weak_not_as_good(weak, strong, margin)
     if len(prompts) < 20:
         raise ConfigError(f"need at least 20 recorded outcomes to train, got {len(prompts)}")
@@ -158,9 +184,10 @@ def train_quality(
             f"the outcomes need at least 5 of each case (strong better: {int(label.sum())}, "
             f"weak as good: {int((~label).sum())}) to learn which is which"
         )
-    if encoder is not None and embeddings is None:
-        embeddings = embed(encoder, prompts, progress)
+    if embeddings is None and blocks:
+        embeddings = prompt_vectors(prompts, blocks, encoder, lm, progress)
     predictor, held_out = quality.fit(prompts, weak, strong, embeddings=embeddings, margin=margin)
+    assert held_out is not None  # calibrated
     need_strong = 1 - held_out
     threshold = predictor.threshold_for(target_strong_share)
     metrics: dict[str, Any] = {
@@ -175,12 +202,17 @@ def train_quality(
     if np.mean(strong) > np.mean(weak):
         metrics["heldout_apgr"] = round(apgr(need_strong, weak, strong), 4)
         metrics["heldout_cpt50"] = round(cpt(need_strong, weak, strong), 4)
+    uses_sentences = any(block in quality.SENTENCE_BLOCKS for block in blocks)
     artefacts.save(
         output,
         KIND,
         ["weak", "strong"],
         predictor.to_arrays(),
-        encoder=identity,
+        encoder=encoder_identity if uses_sentences else None,
+        lm=lm_identity if quality.LM in blocks else None,
+        lm_layer=lm_layer if quality.LM in blocks else None,
+        blocks=list(blocks),
+        lm_weight=quality.LM_WEIGHT if quality.LM in blocks else None,
         features=list(quality.FEATURE_NAMES),
         margin=margin,
         metrics=metrics,
@@ -219,6 +251,7 @@ def train_from_file(
     output: Path,
     *,
     encoder: Any = None,
+    lm: Any = None,
     target_strong_share: float = 0.5,
     margin: float = 0.0,
     progress: bool = True,
@@ -230,6 +263,7 @@ def train_from_file(
         outcomes.strong,
         output,
         encoder=encoder,
+        lm=lm,
         target_strong_share=target_strong_share,
         margin=margin,
         progress=progress,
