@@ -19,8 +19,14 @@ threshold calibrated on the training fold to a 50% strong share comes to 50% on 
 fold; random and oracle routing beside them (the oracle reads the answers: a reference line).
 ``--regroupings N`` also scores the headline router on MMLU under N other random groupings of
 the subjects, to show how much of the figure is the fixed grouping's.
-Sentence embeddings are cached under ``bench/.cache/``: only the first run embeds the 15k
-prompts (the slow part on a small CPU).
+Three routers are scored: prompt features alone; with the MiniLM embedding of the whole prompt
+(the design before this one); and the gate's design, with MiniLM embeddings of the question stem
+and of the answer options and SmolLM2-135M's layer-18 states. That design was chosen among some
+60 candidates by inner cross-validation on the training subjects of each outer fold (inner folds
+holding out subjects too), never on the outer folds or the other groupings;
+``bench/routing_selection.md`` lists every candidate with its inner figure.
+Block vectors are cached under ``bench/.cache/``: only the first run computes them for the 15k
+prompts (the slow part on a small CPU: about half an hour for the SmolLM2 states on two cores).
 Writes ``bench/results/routing.json``.
 """
 
@@ -98,24 +104,38 @@ def fixed_folds(n: int, folds: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
     return list(KFold(folds, shuffle=True, random_state=0).split(np.arange(n)))
 
 
-def embeddings_for(name: str, texts: list[str]) -> np.ndarray:
-    """all-MiniLM-L6-v2 embeddings, computed once and cached by the texts' hash."""
+def vectors_for(name: str, texts: list[str], blocks: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Each block's vectors (:func:`moe_domain_llms.quality.prompt_vectors`: MiniLM embeddings,
+    SmolLM2 states), computed once and cached by the texts' hash."""
     digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
-    path = CACHE / f"{name}-minilm-{digest}.npy"
-    if path.is_file():
-        return np.load(path)
+    vectors = {}
+    for block in blocks:
+        path = CACHE / f"{name}-{block}-{digest}.npy"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, _compute(name, texts, block))
+        vectors[block] = np.load(path)
+    return vectors
+
+
+def _compute(name: str, texts: list[str], block: str) -> np.ndarray:
     from tqdm import tqdm
 
     from moe_domain_llms.embeddings import Encoder
+    from moe_domain_llms.lm_states import LMStates
 
-    encoder = Encoder().load()
+    model = LMStates() if block == quality.LM else Encoder()
+    model.load()
     order = np.argsort([len(text) for text in texts])  # similar lengths batch with less padding
-    vectors = np.zeros((len(texts), 384), dtype=np.float32)
-    for start in tqdm(range(0, len(texts), 64), desc=f"embedding {name}", unit="batch"):
-        index = order[start : start + 64]
-        vectors[index] = encoder.encode([texts[i] for i in index])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, vectors)
+    parts = []
+    for start in tqdm(range(0, len(texts), 256), desc=f"{name} {block}", unit="batch"):
+        batch = [texts[i] for i in order[start : start + 256]]
+        if block == quality.LM:
+            parts.append(quality.prompt_vectors(batch, [block], lm=model)[block])
+        else:
+            parts.append(quality.prompt_vectors(batch, [block], encoder=model)[block])
+    vectors = np.zeros((len(texts), parts[0].shape[1]), dtype=np.float32)
+    vectors[order] = np.concatenate(parts)
     return vectors
 
 
@@ -124,11 +144,13 @@ def cross_validate(
     weak: np.ndarray,
     strong: np.ndarray,
     folds: list[tuple[np.ndarray, np.ndarray]],
-    embeddings: np.ndarray | None,
+    vectors: dict[str, np.ndarray] | None,
     groups: list[str] | None = None,
+    calibrate: bool = True,
 ) -> tuple[np.ndarray, list[float]]:
     """Held-out need-strong scores for every prompt and, per fold, the held-out strong share
-    reached by the threshold the training fold calibrated to a 50% share."""
+    reached by the threshold the training fold calibrated to a 50% share (none without
+    ``calibrate``: the scores, and so APGR, do not depend on it)."""
     scores = np.zeros(len(texts))
     shares = []
     for train, test in folds:
@@ -136,14 +158,17 @@ def cross_validate(
             [texts[i] for i in train],
             weak[train],
             strong[train],
-            embeddings=None if embeddings is None else embeddings[train],
+            embeddings=None if vectors is None else {k: v[train] for k, v in vectors.items()},
             groups=None if groups is None else [groups[i] for i in train],
+            calibrate=calibrate,
         )
         p_ok = predictor.predict_proba(
-            [texts[i] for i in test], None if embeddings is None else embeddings[test]
+            [texts[i] for i in test],
+            None if vectors is None else {k: v[test] for k, v in vectors.items()},
         )
         scores[test] = 1 - p_ok
-        shares.append(float(np.mean(p_ok < predictor.threshold_for(0.5))))
+        if calibrate:
+            shares.append(float(np.mean(p_ok < predictor.threshold_for(0.5))))
     return scores, shares
 
 
@@ -153,13 +178,12 @@ def evaluate(
     weak: np.ndarray,
     strong: np.ndarray,
     folds: list[tuple[np.ndarray, np.ndarray]],
-    embeddings: np.ndarray,
     how: str,
     groups: list[str] | None = None,
 ) -> dict:
     results = {}
-    variants = {"prompt features": None, "prompt features + MiniLM embedding": embeddings}
-    for variant, vectors in variants.items():
+    for variant, blocks in VARIANTS.items():
+        vectors = vectors_for(name, texts, blocks) if blocks else None
         started = time.perf_counter()
         scores, shares = cross_validate(texts, weak, strong, folds, vectors, groups)
         results[variant] = {
@@ -167,6 +191,7 @@ def evaluate(
             "cpt50": round(cpt(scores, weak, strong), 4),
             "heldout_strong_share_at_target_50": [round(s, 3) for s in shares],
             "c_averaged": list(quality.DEFAULT_C),
+            "blocks": list(blocks),
             "seconds": round(time.perf_counter() - started, 1),
         }
     oracle = oracle_scores(weak, strong)
@@ -187,14 +212,14 @@ def evaluate(
         f"\n{name}: {len(texts)} prompts (contaminated dropped), {how}; weak "
         f"{weak.mean():.3f}, strong {strong.mean():.3f} accurate"
     )
-    print(f"  {'router':<40} {'APGR':>6} {'CPT(50%)':>9}  held-out share at a 50% target")
+    print(f"  {'router':<56} {'APGR':>6} {'CPT(50%)':>9}  held-out share at a 50% target")
     for variant, row in results.items():
         spread = ", ".join(f"{s:.2f}" for s in row["heldout_strong_share_at_target_50"])
-        print(f"  {variant:<40} {row['apgr']:>6.3f} {row['cpt50']:>9.3f}  {spread}")
-    print(f"  {'random':<40} {report['random']['apgr']:>6.3f} {0.5:>9.3f}")
+        print(f"  {variant:<56} {row['apgr']:>6.3f} {row['cpt50']:>9.3f}  {spread}")
+    print(f"  {'random':<56} {report['random']['apgr']:>6.3f} {0.5:>9.3f}")
     best = report["oracle"]
-    print(f"  {'oracle (reads the answers)':<40} {best['apgr']:>6.3f} {best['cpt50']:>9.3f}")
-    print(f"  {'RouteLLM published best':<40} {PUBLISHED_BEST[name]:>6.3f}")
+    print(f"  {'oracle (reads the answers)':<56} {best['apgr']:>6.3f} {best['cpt50']:>9.3f}")
+    print(f"  {'RouteLLM published best':<56} {PUBLISHED_BEST[name]:>6.3f}")
     return report
 
 
@@ -229,13 +254,17 @@ def main() -> int:
         weak,
         strong,
         subject_folds(subjects),
-        embeddings_for("mmlu", texts),
         f"leave-subjects-out, {GROUPS} fixed groups of the 57 subjects",
         groups=subjects,  # the inner folds that calibrate also hold out subjects
     )
     if args.regroupings:
         report["datasets"]["mmlu"]["other_subject_groupings"] = regrouped(
-            texts, subjects, weak, strong, embeddings_for("mmlu", texts), args.regroupings
+            texts,
+            subjects,
+            weak,
+            strong,
+            vectors_for("mmlu", texts, HEADLINE_BLOCKS),
+            args.regroupings,
         )
     texts, weak, strong = load_gsm8k(args.data)
     report["datasets"]["gsm8k"] = evaluate(
@@ -244,7 +273,6 @@ def main() -> int:
         weak,
         strong,
         fixed_folds(len(texts)),
-        embeddings_for("gsm8k", texts),
         "5-fold, fixed folds (seed 0)",
     )
     print()
@@ -271,7 +299,13 @@ def main() -> int:
     return 0
 
 
-HEADLINE = "prompt features + MiniLM embedding"
+HEADLINE = "prompt features + stem/options MiniLM + SmolLM2 states"
+HEADLINE_BLOCKS = quality.DEFAULT_BLOCKS
+VARIANTS = {  # name: the blocks read beside the prompt features
+    "prompt features": (),
+    "prompt features + MiniLM embedding (previous)": (quality.PROMPT,),
+    HEADLINE: HEADLINE_BLOCKS,
+}
 
 
 def regrouped(
@@ -279,7 +313,7 @@ def regrouped(
     subjects: list[str],
     weak: np.ndarray,
     strong: np.ndarray,
-    embeddings: np.ndarray,
+    vectors: dict[str, np.ndarray],
     count: int,
 ) -> dict:
     """The headline router's MMLU APGR under ``count`` other random groupings of the subjects
@@ -287,7 +321,7 @@ def regrouped(
     values = []
     for seed in range(1, count + 1):
         folds = subject_folds(subjects, seed)
-        scores, _ = cross_validate(texts, weak, strong, folds, embeddings, subjects)
+        scores, _ = cross_validate(texts, weak, strong, folds, vectors, subjects, calibrate=False)
         values.append(round(apgr(scores, weak, strong), 4))
         print(f"  other subject grouping (seed {seed}): APGR {values[-1]:.3f}", flush=True)
     print(
@@ -306,11 +340,14 @@ def regrouped(
 def write_artefact(data: Path, output: Path) -> int:
     """The bundled ``quality-cost`` artefact: the headline recipe fitted on every prompt."""
     from moe_domain_llms.embeddings import DEFAULT_ENCODER
+    from moe_domain_llms.lm_states import DEFAULT_LAYER, DEFAULT_LM
     from moe_domain_llms.quality_training import train_quality
 
     texts, _, weak, strong = load_mmlu(data)
     gsm_texts, gsm_weak, gsm_strong = load_gsm8k(data)
-    vectors = np.vstack([embeddings_for("mmlu", texts), embeddings_for("gsm8k", gsm_texts)])
+    mmlu = vectors_for("mmlu", texts, HEADLINE_BLOCKS)
+    gsm = vectors_for("gsm8k", gsm_texts, HEADLINE_BLOCKS)
+    vectors = {block: np.vstack([mmlu[block], gsm[block]]) for block in HEADLINE_BLOCKS}
     result = train_quality(
         texts + gsm_texts,
         np.concatenate([weak, gsm_weak]).astype(float),
@@ -318,6 +355,8 @@ def write_artefact(data: Path, output: Path) -> int:
         output,
         embeddings=vectors,
         encoder_identity=DEFAULT_ENCODER,
+        lm_identity=DEFAULT_LM,
+        lm_layer=DEFAULT_LAYER,
         progress=False,
         data="RouteLLM routellm/evals MMLU (57 subjects) and GSM8K test answers, contaminated "
         "prompts dropped",
