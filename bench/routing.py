@@ -26,7 +26,8 @@ and of the answer options and SmolLM2-135M's layer-18 states. That design was ch
 holding out subjects too), never on the outer folds or the other groupings;
 ``bench/routing_selection.md`` lists every candidate with its inner figure.
 Block vectors are cached under ``bench/.cache/``: only the first run computes them for the 15k
-prompts (the slow part on a small CPU: about half an hour for the SmolLM2 states on two cores).
+prompts (the slow part on a small CPU: the SmolLM2 states alone take some 40 minutes on two
+lightly shared cores, more on busy ones).
 Writes ``bench/results/routing.json``.
 """
 
