@@ -13,8 +13,15 @@ LABELS = {"healthcare", "finance", "cybersecurity", "general"}
 
 
 def normalised(text: str) -> str:
-    """Case, spacing and a trailing question mark do not make a query new."""
-    return re.sub(r"\s+", " ", text).strip().lower().rstrip("?").strip()
+    """Case, spacing and punctuation do not make a query new: "What's a 401(k)?" and
+    "whats a 401k" are the same query."""
+    return re.sub(r"[\W_]+", "", text.lower())
+
+
+def test_normalising_ignores_case_spacing_and_punctuation_but_not_words():
+    assert normalised("What's a 401(k)?") == normalised("whats  a 401k")
+    assert normalised("SQL-injection, explained!") == normalised("sql injection explained")
+    assert normalised("what is a put option") != normalised("what is a call option")
 
 
 def test_no_training_query_repeats_a_held_out_query():
