@@ -25,8 +25,66 @@ MAX_TOKENS = 128  # what all-MiniLM-L6-v2 was trained with; longer queries are t
 GROUP = 16  # texts per forward pass (see Encoder.encode)
 
 
-class Encoder:
+def mean_pool(hidden: Any, attention_mask: Any) -> Any:
+    """The mean of each text's hidden states over its real tokens (padding left out)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
+class TextVectors:
+    """What the sentence encoder and the language-model states share: texts in, one vector
+    each, in groups of similar length, with concurrent single-text callers batched together.
+
+    Subclasses load their model in ``load`` and turn one group into vectors in ``_forward``.
+    """
+
+    batch_name = "text vectors"
+    max_batch = 64
+    model: Any
+    batcher: MicroBatcher[str, np.ndarray] | None
+
+    def load(self) -> TextVectors:
+        raise NotImplementedError
+
+    def _forward(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors of ``texts``, shape (len(texts), hidden size), float32.
+
+        A forward pass pads every text to the longest one in it, so texts go through in groups
+        of similar length (sorted, :data:`GROUP` at a time): on mixed traffic that halves the
+        work against one pass over the whole batch, with the same vectors.
+        """
+        self.load()
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vectors = np.zeros((len(texts), self.model.config.hidden_size), np.float32)
+        for start in range(0, len(order), GROUP):
+            group = order[start : start + GROUP]
+            vectors[group] = self._forward([texts[i] for i in group])
+        return vectors
+
+    async def encode_one(self, text: str) -> np.ndarray:
+        """One text's vector; concurrent calls share forward passes."""
+        if self.batcher is None:
+            self.batcher = MicroBatcher(
+                lambda texts: list(self.encode(texts)),
+                name=self.batch_name,
+                max_batch=self.max_batch,
+                max_wait_s=0.005,
+            )
+        return await self.batcher.submit(text)
+
+    async def close(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.close()
+            self.batcher = None
+
+
+class Encoder(TextVectors):
     """Text to unit vectors, on the CPU or the configured device."""
+
+    batch_name = "sentence encoder"
 
     def __init__(self, model: str = DEFAULT_ENCODER, *, where: str = "encoder") -> None:
         self.name = model
@@ -75,22 +133,6 @@ class Encoder:
         if self.model is not None:
             self.load()
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed ``texts``; shape (len(texts), 384), rows of norm 1.
-
-        A forward pass pads every text to the longest one in it, so texts go through in groups
-        of similar length (sorted, :data:`GROUP` at a time): on mixed traffic that halves the
-        work against one pass over the whole batch, with the same vectors.
-        """
-        self.load()
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        vectors: list[np.ndarray] = [np.empty(0, np.float32)] * len(texts)
-        for start in range(0, len(order), GROUP):
-            group = order[start : start + GROUP]
-            for index, vector in zip(group, self._forward([texts[i] for i in group]), strict=True):
-                vectors[index] = vector
-        return np.stack(vectors) if vectors else np.empty((0, 384), np.float32)
-
     def _forward(self, texts: list[str]) -> np.ndarray:
         import torch
 
@@ -103,23 +145,6 @@ class Encoder:
         )
         with torch.inference_mode():
             hidden = self.model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        pooled = mean_pool(hidden, batch["attention_mask"])
         pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
         return pooled.numpy().astype(np.float32)
-
-    async def encode_one(self, text: str) -> np.ndarray:
-        """One text's embedding; concurrent calls share forward passes."""
-        if self.batcher is None:
-            self.batcher = MicroBatcher(
-                lambda texts: list(self.encode(texts)),
-                name="sentence encoder",
-                max_batch=64,
-                max_wait_s=0.005,
-            )
-        return await self.batcher.submit(text)
-
-    async def close(self) -> None:
-        if self.batcher is not None:
-            await self.batcher.close()
-            self.batcher = None

