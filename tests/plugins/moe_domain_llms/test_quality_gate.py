@@ -39,6 +39,14 @@ def outcomes(n: int, seed: int) -> list[dict]:
     return rows
 
 
+def columns(rows: list[dict]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The prompts and the weak and strong outcomes of ``rows``, as the trainers take them."""
+    texts = [row["prompt"] for row in rows]
+    weak = np.array([row["weak_ok"] for row in rows], dtype=float)
+    strong = np.array([row["strong_ok"] for row in rows], dtype=float)
+    return texts, weak, strong
+
+
 def write_csv(path: Path, rows: list[dict]) -> Path:
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["prompt", "weak_ok", "strong_ok"])
@@ -142,9 +150,7 @@ async def test_the_gate_reads_embeddings_when_trained_with_them(tmp_path):
     rows = outcomes(200, seed=3)
     output = tmp_path / "with-embeddings.npz"
     result = train_quality(
-        [row["prompt"] for row in rows],
-        np.array([row["weak_ok"] for row in rows], dtype=float),
-        np.array([row["strong_ok"] for row in rows], dtype=float),
+        *columns(rows),
         output,
         encoder=Encoder(),
         progress=False,
@@ -277,9 +283,7 @@ def test_prompt_features_read_what_makes_a_question_hard():
 
 def test_grouped_folds_hold_out_whole_groups():
     rows = outcomes(200, seed=13)
-    texts = [row["prompt"] for row in rows]
-    weak = np.array([row["weak_ok"] for row in rows], dtype=float)
-    strong = np.array([row["strong_ok"] for row in rows], dtype=float)
+    texts, weak, strong = columns(rows)
     topics = [f"topic{i % 7}" for i in range(len(rows))]
     predictor, held_out = quality.fit(texts, weak, strong, groups=topics)
     assert held_out.shape == (200,) and predictor.meta["c"] == list(quality.DEFAULT_C)
@@ -292,9 +296,7 @@ def test_grouped_folds_hold_out_whole_groups():
 
 def test_the_probability_averages_one_model_per_regularisation_strength():
     rows = outcomes(300, seed=3)
-    texts = [row["prompt"] for row in rows]
-    weak = np.array([row["weak_ok"] for row in rows], dtype=float)
-    strong = np.array([row["strong_ok"] for row in rows], dtype=float)
+    texts, weak, strong = columns(rows)
     averaged, _ = quality.fit(texts, weak, strong, c=(0.05, 1.0))
     members = [quality.fit(texts, weak, strong, c=c)[0] for c in (0.05, 1.0)]
     assert averaged.coef.shape == (2, len(quality.FEATURE_NAMES))
@@ -335,16 +337,11 @@ def test_a_prompt_splits_into_its_question_stem_and_its_answer_options():
 
 def test_the_lm_block_is_standardised_and_shrunk_and_sentence_blocks_kept_as_they_are():
     rows = outcomes(120, seed=17)
-    texts = [row["prompt"] for row in rows]
+    texts, weak, strong = columns(rows)
     rng = np.random.default_rng(0)
     lm = rng.normal(5.0, 3.0, size=(120, 6))
     stem = rng.normal(size=(120, 4))
-    predictor, _ = quality.fit(
-        texts,
-        np.array([row["weak_ok"] for row in rows], dtype=float),
-        np.array([row["strong_ok"] for row in rows], dtype=float),
-        embeddings={"stem": stem, "lm": lm},
-    )
+    predictor, _ = quality.fit(texts, weak, strong, embeddings={"stem": stem, "lm": lm})
     n = len(quality.FEATURE_NAMES)
     assert predictor.blocks == ("stem", "lm") and predictor.coef.shape[1] == n + 4 + 6
     assert np.all(predictor.mean[n : n + 4] == 0) and np.all(predictor.scale[n : n + 4] == 1)
@@ -402,9 +399,7 @@ async def test_the_gate_reads_stem_options_and_lm_states_when_trained_with_them(
     rows = outcomes(120, seed=5)
     output = tmp_path / "blocks.npz"
     result = train_quality(
-        [row["prompt"] for row in rows],
-        np.array([row["weak_ok"] for row in rows], dtype=float),
-        np.array([row["strong_ok"] for row in rows], dtype=float),
+        *columns(rows),
         output,
         encoder=Encoder(),
         lm=LMStates(tiny_model, layer=2),
