@@ -247,7 +247,8 @@ class MoE:
         return await self._decide(self.parse(request))
 
     async def _decide(self, request: ChatRequest) -> RoutingDecision:
-        forced = request.hints.force_expert
+        hints = request.moe
+        forced = None if hints is None else hints.force_expert
         target = forced or request.model
         if target and target not in self.auto_names:
             if target not in self.experts:
@@ -274,8 +275,10 @@ class MoE:
         except Exception as exc:
             log.exception("gate.failed", gate=self.gate.name)
             raise GateError(f"gate {self.gate.name!r} failed: {type(exc).__name__}: {exc}") from exc
-        unknown = [name for name in (*decision.experts, *decision.fallbacks) if name not in self]
-        if unknown:
+        names = self.experts.names
+        if not names.issuperset(decision.experts) or not names.issuperset(decision.fallbacks):
+            chosen = (*decision.experts, *decision.fallbacks)
+            unknown = [name for name in chosen if name not in names]
             raise GateError(f"gate {self.gate.name!r} chose unknown expert(s) {unknown}")
         if not decision.gate:
             decision.gate = self.gate.name
@@ -284,13 +287,9 @@ class MoE:
     def __contains__(self, expert: object) -> bool:
         return expert in self.experts
 
-    async def _combiner(self, request: ChatRequest, decision: RoutingDecision) -> Combiner:
-        """The combiner a request asked for, or its decision named, or the configured one.
-
-        Kinds other than the configured one are built on first use with default options."""
-        name = request.hints.strategy or decision.strategy
-        if name is None:
-            return self.default_combiner
+    async def _combiner(self, name: str) -> Combiner:
+        """The combiner of kind ``name``; kinds other than the configured one are built on first
+        use with default options."""
         combiner = self._combiners.get(name)
         if combiner is None:
             try:
@@ -341,7 +340,10 @@ class MoE:
             await self.emit(RequestStarted(request_id=request_id, request=parsed))
         try:
             decision = await self._decide(parsed)
-            combiner = await self._combiner(parsed, decision)
+            # The combiner the request asked for, or its decision named, or the configured one.
+            hints = parsed.moe
+            name = (None if hints is None else hints.strategy) or decision.strategy
+            combiner = self.default_combiner if name is None else await self._combiner(name)
         except MoEError as exc:
             await self.emit(_finished(request_id, started, exc))
             raise
@@ -392,6 +394,7 @@ class _Execution:
 
     def metadata(self) -> MoEMetadata:
         run, decision = self.run, self.run.decision
+        usage = run.reported_usage
         # Every value here was produced by the gateway itself; validating it again on every
         # request would only cost time.
         return trusted(
@@ -407,7 +410,7 @@ class _Execution:
             total_latency_ms=elapsed_ms(self.started),
             fallbacks=run.fallbacks,
             notes=run.notes,
-            cost_usd=round(run.cost_usd, 8) if run.usage.total_tokens else None,
+            cost_usd=round(run.cost_usd, 8) if usage is not None and usage.total_tokens else None,
             overrides=decision.overrides,
         )
 
@@ -418,8 +421,9 @@ class _Execution:
         return used[-1] if used else self.run.decision.experts[0]
 
     async def finish(self, result: ExpertResult) -> MoEResponse:
-        if result.usage is None and self.run.usage.total_tokens:
-            result = result.model_copy(update={"usage": self.run.usage})
+        usage = self.run.reported_usage
+        if result.usage is None and usage is not None and usage.total_tokens:
+            result = result.model_copy(update={"usage": usage})
         metadata = self.metadata()
         await self.moe.emit(
             RequestFinished(

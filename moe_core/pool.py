@@ -88,6 +88,8 @@ class ExpertPool(Mapping[str, ExpertSlot]):
 
     def __init__(self, slots: list[ExpertSlot]) -> None:
         self._slots = {slot.name: slot for slot in slots}
+        self.names = frozenset(self._slots)
+        """Every expert's name, for quick membership tests of whole lists."""
         self._cards = MappingProxyType({slot.name: slot.card for slot in slots})
         self._tasks: list[asyncio.Task[None]] = []
 

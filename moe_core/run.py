@@ -70,8 +70,14 @@ class Run:
         self.experts_used: list[str] = []
         self.fallbacks: list[FallbackRecord] = []
         self.notes: list[str] = []
-        self.usage = Usage()
+        self.reported_usage: Usage | None = None
+        """Tokens over the successful calls that reported usage; None until one does."""
         self.cost_usd = 0.0
+
+    @property
+    def usage(self) -> Usage:
+        """Tokens over every successful call so far (zero before any reported usage)."""
+        return self.reported_usage if self.reported_usage is not None else Usage()
 
     def candidates(self) -> list[str]:
         """The chosen experts, then the decision's fallbacks, then each one's configured
@@ -98,6 +104,8 @@ class Run:
     def prepare(self, request: ChatRequest | None = None) -> ChatRequest:
         """The request with the gate's overrides applied where the caller left a value unset."""
         request = request or self.request
+        if not self.decision.overrides:
+            return request
         overrides = {
             key: value
             for key, value in self.decision.overrides.items()
@@ -108,10 +116,12 @@ class Run:
     async def call(self, expert: str, request: ChatRequest | None = None) -> ExpertResult:
         """Call one expert for a complete answer."""
         slot = self._pool[expert]
-        slot.check_ready()
+        if slot.state != "ready":
+            slot.check_ready()
         prepared = self.prepare(request)
         self._check_budget(slot, prepared)
-        await self._admit(slot)
+        if self._guards:
+            await self._admit(slot)
         started = time.perf_counter()
         try:
             if slot.timeout_s is None:  # no timer to arm, the common case
@@ -133,10 +143,12 @@ class Run:
     async def stream(self, expert: str, request: ChatRequest | None = None) -> AsyncIterator[Delta]:
         """Call one expert for a streamed answer; ``timeout_s`` bounds the wait for each chunk."""
         slot = self._pool[expert]
-        slot.check_ready()
+        if slot.state != "ready":
+            slot.check_ready()
         prepared = self.prepare(request)
         self._check_budget(slot, prepared)
-        await self._admit(slot)
+        if self._guards:
+            await self._admit(slot)
         started = time.perf_counter()
         usage: Usage | None = None
         try:
@@ -179,7 +191,8 @@ class Run:
 
         The prompt is estimated at four characters a token; the answer at the request's token
         limit, else the expert's, else 1,024 tokens. Spent money comes from reported usage."""
-        budget = self.request.hints.budget_usd
+        hints = self.request.moe
+        budget = None if hints is None else hints.budget_usd
         card = slot.card
         if budget is None or not (card.cost_per_1k_input or card.cost_per_1k_output):
             return
@@ -210,7 +223,8 @@ class Run:
         if error is None:
             self.experts_used.append(slot.name)
             if usage is not None:
-                self.usage = self.usage + usage
+                so_far = self.reported_usage
+                self.reported_usage = usage if so_far is None else so_far + usage
                 cost = (
                     usage.prompt_tokens * slot.card.cost_per_1k_input
                     + usage.completion_tokens * slot.card.cost_per_1k_output

@@ -21,6 +21,12 @@ class FixedGate(Gate):
 
     options: FixedGateOptions
 
+    def __init__(self, name: str, options: FixedGateOptions) -> None:
+        super().__init__(name, options)
+        # The fallbacks and rationale for each expert it has sent requests to: the same on
+        # every request, so worked out once.
+        self._described: dict[str, tuple[tuple[str, ...], str]] = {}
+
     def check_experts(self, experts: Mapping[str, ExpertCard]) -> None:
         named = {f"fallbacks[{i}]": name for i, name in enumerate(self.options.fallbacks)}
         require_known_experts(experts, "gate", {"expert": self.options.expert, **named})
@@ -32,18 +38,28 @@ class FixedGate(Gate):
         signals: Mapping[str, Tracker],
     ) -> RoutingDecision:
         expert = self.options.expert or next(iter(experts))
+        fallbacks, rationale = self._described.get(expert) or self._describe(expert)
         # Every request gets the same decision: built from known-good values, not validated.
+        # A new object each time all the same, with its own lists: a decision is the request's.
         return trusted(
             RoutingDecision,
             experts=[expert],
             strategy=None,
-            fallbacks=[name for name in self.options.fallbacks if name != expert],
+            fallbacks=list(fallbacks),
             gate=self.name,
             confidence=1.0,
-            rationale=f"the fixed gate always sends requests to {expert!r}",
+            rationale=rationale,
             runner_up=None,
             scores={},
             evidence=[],
             judge=None,
             overrides={},
         )
+
+    def _describe(self, expert: str) -> tuple[tuple[str, ...], str]:
+        described = (
+            tuple(name for name in self.options.fallbacks if name != expert),
+            f"the fixed gate always sends requests to {expert!r}",
+        )
+        self._described[expert] = described
+        return described

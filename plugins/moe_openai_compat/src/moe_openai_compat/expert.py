@@ -70,6 +70,10 @@ class OpenAIExpert(Expert):
                 )
             self._headers["Authorization"] = f"Bearer {key}"
         self._pool: HTTPPool | None = None
+        # What _body puts around the request's own members.
+        self._model_member = b'{"model":' + orjson.dumps(self.upstream_model) + b","
+        usage = b',"stream_options":{"include_usage":true}' if options.stream_usage else b""
+        self._stream_members = b',"stream":true' + usage + b"}"
 
     def card(self) -> ExpertCard:
         return ExpertCard(
@@ -92,16 +96,22 @@ class OpenAIExpert(Expert):
             self._pool = None
 
     def _body(self, request: ChatRequest, *, stream: bool) -> bytes:
-        body = request.model_dump(exclude_none=True, exclude={"moe", "stream", "stream_options"})
-        body["model"] = self.upstream_model
+        """The upstream's JSON body: the request as the caller sent it (unset values left out,
+        unknown OpenAI parameters kept) under the upstream's model name.
+
+        pydantic writes the request's JSON itself, and the few members that differ upstream are
+        spliced around it: building a dict first and encoding that costs three times as much,
+        on every call. Only a configured system prompt missing from the messages needs the dict.
+        """
         prompt = self.options.system_prompt
-        if prompt and not any(m["role"] in ("system", "developer") for m in body["messages"]):
+        if prompt and not any(m.role in ("system", "developer") for m in request.messages):
+            body = request.model_dump(exclude_none=True, exclude=_NOT_FORWARDED)
             body["messages"].insert(0, {"role": "system", "content": prompt})
-        if stream:
-            body["stream"] = True
-            if self.options.stream_usage:
-                body["stream_options"] = {"include_usage": True}
-        return orjson.dumps(body)
+            members = orjson.dumps(body)[1:-1]
+        else:
+            # ``messages`` is required, so the object always has members to splice after.
+            members = _request_json(request, exclude_none=True, exclude=_NOT_FORWARDED)[1:-1]
+        return b"".join((self._model_member, members, self._stream_members if stream else b"}"))
 
     def _pool_or_fail(self) -> HTTPPool:
         if self._pool is None:
@@ -188,6 +198,10 @@ class OpenAIExpert(Expert):
 
 _DONE = object()
 _PATH = "/chat/completions"
+# The request's members that are the gateway's business, or that _body sets for the upstream.
+# A set, not a frozenset: pydantic takes a set's fast path and walks a frozenset item by item.
+_NOT_FORWARDED = {"model", "moe", "stream", "stream_options"}
+_request_json = ChatRequest.__pydantic_serializer__.to_json
 
 
 def _usage(raw: Any) -> Usage | None:
