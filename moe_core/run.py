@@ -231,12 +231,13 @@ class Run:
                 ) / 1000
                 self.cost_usd += cost
         moe_error = error if isinstance(error, MoEError) else None
+        hints = self.request.moe
         await self._emit(
             ExpertCalled(
                 request_id=self.request_id,
                 expert=slot.name,
                 provider=slot.card.provider,
-                task_type=self.request.hints.task_type,
+                task_type=None if hints is None else hints.task_type,
                 latency_ms=latency_ms,
                 ok=error is None,
                 streamed=streamed,

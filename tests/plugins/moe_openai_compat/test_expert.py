@@ -48,6 +48,36 @@ async def test_parameters_model_name_and_key_reach_the_upstream(
     assert body["usage"] == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
 
 
+@pytest.mark.parametrize(
+    ("reported", "read"),
+    [
+        # OpenAI's own shape, details and all.
+        (
+            {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6, "details": {"x": 1}},
+            {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6},
+        ),
+        # Servers that leave out the total, or send nulls.
+        (
+            {"prompt_tokens": 4, "completion_tokens": 2},
+            {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6},
+        ),
+        (
+            {"prompt_tokens": None, "completion_tokens": 2, "total_tokens": None},
+            {"prompt_tokens": 0, "completion_tokens": 2, "total_tokens": 2},
+        ),
+    ],
+)
+async def test_the_upstreams_usage_is_read_whatever_its_dialect(
+    gateway, fake_upstream, reported, read
+):
+    fake, base_url = fake_upstream
+    fake.behaviour.usage = reported
+    client = await gateway(remote(base_url))
+    response = await client.post("/v1/chat/completions", json=user("hi"))
+    assert response.status == 200, await response.text()
+    assert (await response.json())["usage"] == read
+
+
 async def test_a_system_prompt_makes_a_remote_domain_expert(gateway, fake_upstream):
     fake, base_url = fake_upstream
     client = await gateway(remote(base_url, system_prompt="You are a finance assistant."))

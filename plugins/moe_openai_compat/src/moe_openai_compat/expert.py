@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from moe_core import (
     BaseURL,
@@ -135,14 +135,25 @@ class OpenAIExpert(Expert):
                 f"expert {self.name!r}: the upstream answered something that is not a chat "
                 f"completion: {raw[:200]!r}"
             ) from None
-        return ExpertResult(
-            content=message.get("content") or "",
-            reasoning_content=message.get("reasoning_content"),
-            tool_calls=message.get("tool_calls"),
-            finish_reason=choice.get("finish_reason") or "stop",
-            usage=_usage(payload.get("usage")),
-            model=payload.get("model"),
-        )
+        usage = payload.get("usage")
+        fields = {
+            "content": message.get("content") or "",
+            "reasoning_content": message.get("reasoning_content"),
+            "tool_calls": message.get("tool_calls"),
+            "finish_reason": choice.get("finish_reason") or "stop",
+            # OpenAI's usage object as it came, validated with the answer in one pass; one that
+            # lacks a total is completed by hand.
+            "usage": usage if type(usage) is dict and "total_tokens" in usage else _usage(usage),
+            "model": payload.get("model"),
+        }
+        try:
+            return _validate_result(fields)
+        except ValidationError:
+            if fields["usage"] is not usage:
+                raise
+        # Usage with nulls or other oddities some servers send: read leniently, as streams are.
+        fields["usage"] = _usage(usage)
+        return _validate_result(fields)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         pool = self._pool_or_fail()
@@ -202,6 +213,7 @@ _PATH = "/chat/completions"
 # A set, not a frozenset: pydantic takes a set's fast path and walks a frozenset item by item.
 _NOT_FORWARDED = {"model", "moe", "stream", "stream_options"}
 _request_json = ChatRequest.__pydantic_serializer__.to_json
+_validate_result = ExpertResult.__pydantic_validator__.validate_python
 
 
 def _usage(raw: Any) -> Usage | None:

@@ -33,6 +33,7 @@ class FakeBehaviour:
     die_after_chunks: int | None = None  # close the stream abruptly after this many chunks
     api_key: str | None = None  # require "Authorization: Bearer <api_key>"
     model_name: str | None = None  # what it reports in "model"; default: what was asked
+    usage: Any = None  # what it reports as "usage"; default: words counted, all three totals
 
 
 @dataclass
@@ -88,7 +89,7 @@ class FakeOpenAI:
         finish = "stop"
         if limit is not None and len(words) > limit:
             words, finish = words[:limit], "length"
-        usage = {
+        usage = self.behaviour.usage or {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": len(words),
             "total_tokens": prompt_tokens + len(words),
