@@ -15,22 +15,31 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 M = TypeVar("M", bound=BaseModel)
 
 
-def trusted(cls: type[M], **values: Any) -> M:
+def trusted(cls: type[M], values: dict[str, Any]) -> M:
     """An instance of ``cls`` from values the gateway computed itself, every field given.
 
     Like ``model_construct`` (no validation), without its per-field search for defaults, which
     costs more than the rest of a request's bookkeeping: these models are built on every request
     and every expert call, always with every field. Callers must pass every field (the tests
-    check each call site against the validated model).
+    check each call site against the validated model). ``values`` becomes the instance's
+    ``__dict__``: a dict the caller built for it, never one it keeps using.
     """
     instance = _new_object(cls)
     _set_dict(instance, values)
-    _set_fields_set(instance, set(values))
+    _set_fields_set(instance, _every_field.get(cls) or _fields_of(cls))
     _set_extra(instance, None)
     _set_private(instance, None)
     return instance
 
 
+def _fields_of(cls: type[BaseModel]) -> set[str]:
+    """The set of every field, shared by every trusted instance of ``cls``: pydantic only ever
+    adds a field's own name to an instance's set of fields set (on assignment), which changes
+    nothing here, and copies it before anything else (``model_copy``)."""
+    return _every_field.setdefault(cls, set(cls.model_fields))
+
+
+_every_field: dict[type[BaseModel], set[str]] = {}
 # The slots every pydantic model has, set straight through their descriptors: what
 # ``object.__setattr__`` does, without looking the name up on every call.
 _new_object = object.__new__
@@ -193,9 +202,11 @@ class Usage(BaseModel):
         # Built on every call of every expert from ints we computed: no validation needed.
         return trusted(
             cls,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            total_tokens=prompt_tokens + completion_tokens,
+            {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
         )
 
     def __add__(self, other: Usage) -> Usage:

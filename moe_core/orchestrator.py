@@ -395,23 +395,26 @@ class _Execution:
     def metadata(self) -> MoEMetadata:
         run, decision = self.run, self.run.decision
         usage = run.reported_usage
+        cost = round(run.cost_usd, 8) if usage is not None and usage.total_tokens else None
         # Every value here was produced by the gateway itself; validating it again on every
         # request would only cost time.
         return trusted(
             MoEMetadata,
-            request_id=run.request_id,
-            gate=decision.gate,
-            strategy=self.combiner.name,
-            experts_used=run.experts_used,
-            rationale=decision.rationale,
-            confidence=decision.confidence,
-            runner_up=decision.runner_up,
-            latency_ms=run.latency_ms,
-            total_latency_ms=elapsed_ms(self.started),
-            fallbacks=run.fallbacks,
-            notes=run.notes,
-            cost_usd=round(run.cost_usd, 8) if usage is not None and usage.total_tokens else None,
-            overrides=decision.overrides,
+            {
+                "request_id": run.request_id,
+                "gate": decision.gate,
+                "strategy": self.combiner.name,
+                "experts_used": run.experts_used,
+                "rationale": decision.rationale,
+                "confidence": decision.confidence,
+                "runner_up": decision.runner_up,
+                "latency_ms": run.latency_ms,
+                "total_latency_ms": elapsed_ms(self.started),
+                "fallbacks": run.fallbacks,
+                "notes": run.notes,
+                "cost_usd": cost,
+                "overrides": decision.overrides,
+            },
         )
 
     @property
@@ -435,11 +438,13 @@ class _Execution:
         )
         return trusted(
             MoEResponse,
-            id=self.id,
-            created=self.created,
-            model=self.model,
-            result=result,
-            metadata=metadata,
+            {
+                "id": self.id,
+                "created": self.created,
+                "model": self.model,
+                "result": result,
+                "metadata": metadata,
+            },
         )
 
     async def fail(self, error: MoEError) -> None:

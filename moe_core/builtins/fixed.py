@@ -43,17 +43,19 @@ class FixedGate(Gate):
         # A new object each time all the same, with its own lists: a decision is the request's.
         return trusted(
             RoutingDecision,
-            experts=[expert],
-            strategy=None,
-            fallbacks=list(fallbacks),
-            gate=self.name,
-            confidence=1.0,
-            rationale=rationale,
-            runner_up=None,
-            scores={},
-            evidence=[],
-            judge=None,
-            overrides={},
+            {
+                "experts": [expert],
+                "strategy": None,
+                "fallbacks": list(fallbacks),
+                "gate": self.name,
+                "confidence": 1.0,
+                "rationale": rationale,
+                "runner_up": None,
+                "scores": {},
+                "evidence": [],
+                "judge": None,
+                "overrides": {},
+            },
         )
 
     def _describe(self, expert: str) -> tuple[tuple[str, ...], str]:

@@ -20,7 +20,7 @@ def assert_valid(model: BaseModel) -> None:
 
 
 def test_trusted_builds_what_validation_builds():
-    usage = trusted(Usage, prompt_tokens=3, completion_tokens=4, total_tokens=7)
+    usage = trusted(Usage, {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7})
     assert usage == Usage(prompt_tokens=3, completion_tokens=4, total_tokens=7)
     assert usage.model_dump_json() == '{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}'
     assert_valid(Usage.of(2, 5))
