@@ -34,15 +34,21 @@ class SingleCombiner(Combiner):
         return chain + [name for name in self.options.fallbacks if name not in chain]
 
     async def complete(self, run: Run) -> ExpertResult:
-        chain = self._chain(run)
-        for position, expert in enumerate(chain):
+        # The chain starts with the first chosen expert, and is only worked out when that one
+        # fails: most requests never need it.
+        expert = run.decision.experts[0]
+        try:
+            return await run.call(expert)
+        except MoEError as exc:
+            failure = exc
+        for following in self._chain(run)[1:]:
+            run.record_fallback(expert, failure)
+            expert = following
             try:
                 return await run.call(expert)
             except MoEError as exc:
-                if position == len(chain) - 1:
-                    raise _exhausted(run, exc) from None
-                run.record_fallback(expert, exc)
-        raise AssertionError("unreachable: the chain is never empty")
+                failure = exc
+        raise _exhausted(run, failure)
 
     async def stream(self, run: Run) -> AsyncIterator[Delta]:
         chain = self._chain(run)

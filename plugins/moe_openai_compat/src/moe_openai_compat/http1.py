@@ -208,7 +208,6 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.reusable = self.parser.should_keep_alive()
-        self._cancel_timer()
         if self.answer is not None:
             self.answer.received = True
             self.answer._finish()
@@ -224,7 +223,12 @@ class _Connection(asyncio.Protocol):
         self.headers_ready = self.loop.create_future()
         self.reusable = False
         self._last_data = self.loop.time()
-        self._timer = self.loop.call_at(self._last_data + self.read_timeout, self._check_silence)
+        if self._timer is None:
+            # Left armed between answers (it re-arms itself while one is awaited, and lapses on
+            # an idle connection): one timer per connection, not one per request.
+            self._timer = self.loop.call_at(
+                self._last_data + self.read_timeout, self._check_silence
+            )
         self.transport.write(payload)
         return self.answer
 
