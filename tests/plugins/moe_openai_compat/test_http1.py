@@ -60,8 +60,8 @@ async def test_keeps_connections_alive_and_sends_a_well_formed_post():
     pool = HTTPPool(url, headers={"Content-Type": "application/json", "Authorization": "Bearer k"})
     try:
         for word in (b"one", b"two", b"three"):
-            status, headers, body = await pool.post("/chat/completions", word)
-            assert (status, body, headers["retry-after"]) == (200, word.upper(), "3")
+            answer, body = await pool.post("/chat/completions", word)
+            assert (answer.status, body, answer.headers["retry-after"]) == (200, word.upper(), "3")
     finally:
         await pool.close()
         server.close()
@@ -83,7 +83,7 @@ async def test_a_body_larger_than_the_stream_buffer_is_read_whole():
     server, url, _ = await serve(large)
     pool = HTTPPool(url, headers={}, read_timeout=5)
     try:
-        assert (await pool.post("/x", b"{}"))[2] == big
+        assert (await pool.post("/x", b"{}"))[1] == big
     finally:
         await pool.close()
         server.close()
@@ -98,9 +98,9 @@ async def test_a_pooled_connection_the_upstream_closed_is_retried_on_a_fresh_one
     server, url, connections = await serve(one_answer_per_connection)
     pool = HTTPPool(url, headers={})
     try:
-        assert (await pool.post("/x", b"a"))[2] == b"a"
+        assert (await pool.post("/x", b"a"))[1] == b"a"
         await asyncio.sleep(0.05)  # the close reaches the client while the connection is idle
-        assert (await pool.post("/x", b"b"))[2] == b"b"
+        assert (await pool.post("/x", b"b"))[1] == b"b"
     finally:
         await pool.close()
         server.close()
@@ -220,7 +220,7 @@ async def test_calls_beyond_the_connection_limit_wait_for_a_free_connection():
     finally:
         await pool.close()
         server.close()
-    assert [b for _, _, b in bodies] == [b"%d" % i for i in range(6)]
+    assert [b for _, b in bodies] == [b"%d" % i for i in range(6)]
     assert most == 2 and len(connections) == 2
 
 
@@ -244,13 +244,13 @@ async def test_a_call_cancelled_while_waiting_for_a_connection_gives_up_no_slot(
         await asyncio.sleep(0.05)
         waiting[0].cancel()  # gave up in the queue
         release.set()
-        status, headers, body = await asyncio.wait_for(holder, 5)
+        answer, body = await asyncio.wait_for(holder, 5)
         answers = await asyncio.wait_for(asyncio.gather(*waiting[1:]), 5)
         # The limit still holds one call at a time, and no slot was lost to the cancelled one.
         again = await asyncio.wait_for(pool.post("/x", b"after"), 5)
     finally:
         await pool.close()
         server.close()
-    assert (status, body, headers["x-answer"]) == (200, b"hold", "yes")
-    assert [b for _, _, b in answers] == [b"w1", b"w2"] and again[2] == b"after"
+    assert (answer.status, body, answer.headers["x-answer"]) == (200, b"hold", "yes")
+    assert [b for _, b in answers] == [b"w1", b"w2"] and again[1] == b"after"
     assert waiting[0].cancelled() and len(connections) == 1

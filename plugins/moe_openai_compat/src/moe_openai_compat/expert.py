@@ -121,11 +121,11 @@ class OpenAIExpert(Expert):
     async def generate(self, request: ChatRequest) -> ExpertResult:
         pool = self._pool_or_fail()
         try:
-            status, headers, raw = await pool.post(_PATH, self._body(request, stream=False))
+            answer, raw = await pool.post(_PATH, self._body(request, stream=False))
         except HTTPClientError as exc:
             raise self._connection_error(exc) from None
-        if status >= 400:
-            raise self._error(status, raw, headers)
+        if answer.status >= 400:
+            raise self._error(answer.status, raw, answer.headers)
         try:
             payload = orjson.loads(raw)
             choice = payload["choices"][0]

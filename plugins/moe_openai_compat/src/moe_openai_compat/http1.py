@@ -412,8 +412,9 @@ class HTTPPool:
         connection.close()
         self._open.discard(connection)
 
-    async def post(self, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
-        """POST ``body`` to ``path`` (under the base URL's path); status, headers, whole body."""
+    async def post(self, path: str, body: bytes) -> tuple[Answer, bytes]:
+        """POST ``body`` to ``path`` (under the base URL's path): the answer (its status, and its
+        headers, decoded only if read) and its whole body."""
         await self._slots.take()
         try:
             connection, answer = await self._exchange(self._payload(path, body))
@@ -421,7 +422,7 @@ class HTTPPool:
                 data = await answer.read()
             finally:
                 self._release(connection, answer)
-            return answer.status, answer.headers, data
+            return answer, data
         finally:
             self._slots.give()
 
