@@ -146,7 +146,9 @@ class LearnedGate(Gate):
     ) -> RoutingDecision:
         return self.decide(await self.probabilities_for(request.last_user_text()), self.method)
 
-    def decide(self, probabilities: np.ndarray, how: str) -> RoutingDecision:
+    def decide(self, probabilities: np.ndarray, how: str, detail: str = "") -> RoutingDecision:
+        """The decision for these probabilities; ``detail`` joins the rationale after the
+        runner-up (how the probabilities were reached, when that varies)."""
         order = np.argsort(-probabilities)
         best, second = self.labels[order[0]], self.labels[order[1]]
         confidence = float(probabilities[order[0]])
@@ -157,7 +159,7 @@ class LearnedGate(Gate):
             best,
             (
                 f"{how}: {best} (p={confidence:.2f}), runner-up {second} "
-                f"(p={float(probabilities[order[1]]):.2f})"
+                f"(p={float(probabilities[order[1]]):.2f}){detail}"
             ),
         )
         abstain = self.options.abstain_to
@@ -323,13 +325,13 @@ class EmbeddingGate(LearnedGate):
         signals: Mapping[str, Tracker],
     ) -> RoutingDecision:
         probabilities, consulted = await self.assess(request.last_user_text())
-        how = self.method
+        detail = ""
         if consulted and self.second is not None:
-            how += (
-                f" (unsure below p={self.consult_below:.2f}; second opinion from "
-                f"{self.second.lm.identity} states)"
+            detail = (
+                f"; the first model was below p={self.consult_below:.2f}, so these are the "
+                f"second opinion from {self.second.lm.identity} states"
             )
-        decision = self.decide(probabilities, how)
+        decision = self.decide(probabilities, self.method, detail)
         decision.evidence[0]["second_opinion"] = consulted
         return decision
 
