@@ -3,9 +3,10 @@
 Accuracy comes from the fixed ``test`` split of the bundled data (never used for training):
 in-domain accuracy over healthcare/finance/cybersecurity queries, and the share of everything
 else routed to ``general``, for both gates with their default options (the embedding gate
-abstains below its threshold). Speed: ``tfidf-nb`` single-query decisions per second on one core
-(sequential ``route`` calls), ``embedding`` decisions per second with 64 concurrent callers
-(batched forward passes). Writes ``bench/results/gates.json``.
+abstains below its threshold; the share of queries its second opinion decided is reported).
+Speed: ``tfidf-nb`` single-query decisions per second on one core (sequential ``route`` calls),
+``embedding`` decisions per second with 64 concurrent callers (batched forward passes, the
+language model's included). Writes ``bench/results/gates.json``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,11 @@ def request(text: str) -> ChatRequest:
 async def accuracy(kind: str, texts: list[str], truth: list[str]) -> dict:
     async with make_moe(config(kind)) as moe:
         decisions = [await moe.route(request(text)) for text in texts]
-    return evaluate(truth, [d.experts[0] for d in decisions], sorted(DOMAINS))
+    metrics = evaluate(truth, [d.experts[0] for d in decisions], sorted(DOMAINS))
+    consulted = [d.evidence[0].get("second_opinion", False) for d in decisions]
+    if kind == "embedding":
+        metrics["second_opinion_share"] = round(sum(consulted) / len(consulted), 4)
+    return metrics
 
 
 async def tfidf_rate(texts: list[str], seconds: float) -> float:
@@ -84,6 +89,8 @@ async def main_async(args: argparse.Namespace) -> dict:
         metrics = await accuracy(kind, texts, truth)
         report["accuracy"][kind] = metrics
         print(format_report(f"{kind} (default options) on the held-out split", metrics))
+        if "second_opinion_share" in metrics:
+            print(f"  decided by the second opinion: {metrics['second_opinion_share']:.1%}")
         print()
     tfidf = await tfidf_rate(texts, args.seconds)
     embedding = await embedding_rate(texts, args.seconds, args.concurrency)

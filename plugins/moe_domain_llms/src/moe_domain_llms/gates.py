@@ -9,6 +9,8 @@
   regression with temperature-scaled (calibrated) probabilities. Below ``threshold`` the gate
   abstains to the ``general`` expert and says so. Training first adapts the encoder to the
   labels with a small LoRA adapter (shipped in the artefact, merged into the encoder at load).
+  Where that model is unsure, a second one that also reads a small language model's states
+  and character n-grams decides instead (:mod:`moe_domain_llms.second_opinion`).
 
 Both report the label, its probability, the runner-up and a one-line rationale. Labels map to
 experts by name (``healthcare`` goes to the expert called ``healthcare``) unless ``experts``
@@ -17,8 +19,6 @@ says otherwise, so a fifth domain is config plus training data.
 
 from __future__ import annotations
 
-import itertools
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,6 +29,9 @@ from pydantic import Field
 from moe_core import ChatRequest, ConfigError, ExpertCard, Gate, Options, RoutingDecision, Tracker
 from moe_domain_llms import artefacts
 from moe_domain_llms.embeddings import DEFAULT_ENCODER, Encoder
+from moe_domain_llms.lm_states import DEFAULT_LM
+from moe_domain_llms.second_opinion import LM_LAYER, PREFIX, SecondOpinion
+from moe_domain_llms.terms import TfidfFeatures
 
 DEFAULT_DATA = Path(__file__).parent / "data" / "domain_queries.csv"
 
@@ -48,6 +51,22 @@ class EmbeddingGateOptions(LearnedGateOptions):
     encoder: str = Field(DEFAULT_ENCODER, description="Sentence-embedding model folder")
     finetune_epochs: int = Field(
         2, ge=0, description="Training: epochs of LoRA fine-tuning of the encoder (0: frozen)"
+    )
+    second_opinion: bool = Field(
+        True,
+        description="Training: also fit the second model, on the language model's states, that "
+        "decides where the first is unsure",
+    )
+    lm: str = Field(DEFAULT_LM, description="The language model the second opinion reads")
+    lm_layer: int = Field(
+        LM_LAYER, ge=1, description="Training: the language-model layer whose states it reads"
+    )
+    consult_below: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Consult the second opinion below this first-model probability; default: "
+        "the artefact's; 0: never (the language model is then not loaded)",
     )
 
 
@@ -127,7 +146,9 @@ class LearnedGate(Gate):
     ) -> RoutingDecision:
         return self.decide(await self.probabilities_for(request.last_user_text()), self.method)
 
-    def decide(self, probabilities: np.ndarray, how: str) -> RoutingDecision:
+    def decide(self, probabilities: np.ndarray, how: str, detail: str = "") -> RoutingDecision:
+        """The decision for these probabilities; ``detail`` joins the rationale after the
+        runner-up (how the probabilities were reached, when that varies)."""
         order = np.argsort(-probabilities)
         best, second = self.labels[order[0]], self.labels[order[1]]
         confidence = float(probabilities[order[0]])
@@ -138,7 +159,7 @@ class LearnedGate(Gate):
             best,
             (
                 f"{how}: {best} (p={confidence:.2f}), runner-up {second} "
-                f"(p={float(probabilities[order[1]]):.2f})"
+                f"(p={float(probabilities[order[1]]):.2f}){detail}"
             ),
         )
         abstain = self.options.abstain_to
@@ -163,36 +184,6 @@ class LearnedGate(Gate):
 
 
 # -- TF-IDF + Naive Bayes ------------------------------------------------------------------
-
-_TOKEN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token pattern
-
-
-class TfidfFeatures:
-    """scikit-learn's ``TfidfVectorizer(ngram_range=(1, 2))`` transform, in plain Python and
-    numpy, from the arrays a trained vectorizer leaves behind (prefixed ``tfidf_`` in an
-    artefact): a dictionary lookup per term instead of a sparse-matrix pipeline per call."""
-
-    def __init__(self, arrays: Mapping[str, np.ndarray]) -> None:
-        self.vocabulary = {term: i for i, term in enumerate(arrays["tfidf_terms"].tolist())}
-        self.stop_words = frozenset(arrays["tfidf_stop_words"].tolist())
-        self.idf = arrays["tfidf_idf"]
-        self.sublinear = bool(arrays["tfidf_sublinear"])
-
-    def __call__(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """Vocabulary indices and their l2-normalised tf-idf weights."""
-        tokens = [t for t in _TOKEN.findall(text.lower()) if t not in self.stop_words]
-        counts: dict[int, int] = {}
-        for term in (*tokens, *map(" ".join, itertools.pairwise(tokens))):
-            index = self.vocabulary.get(term)
-            if index is not None:
-                counts[index] = counts.get(index, 0) + 1
-        indices = np.fromiter(counts, dtype=np.int64, count=len(counts))
-        weights = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-        if self.sublinear:
-            weights = 1 + np.log(weights)
-        weights *= self.idf[indices]
-        norm = np.sqrt(weights @ weights)
-        return indices, weights / norm if norm else weights
 
 
 class TfidfNBGate(LearnedGate):
@@ -232,6 +223,8 @@ class EmbeddingGate(LearnedGate):
     def __init__(self, name: str, options: EmbeddingGateOptions) -> None:
         super().__init__(name, options)
         self.encoder = Encoder(options.encoder, where="gate.encoder")
+        self.second: SecondOpinion | None = None
+        self.consult_below = 0.0
 
     def bind(self, model: artefacts.Artefact) -> None:
         trained_with = model.meta.get("encoder")
@@ -259,33 +252,92 @@ class EmbeddingGate(LearnedGate):
                     f"reads format {ADAPTER_FORMAT}; retrain with `moe gate train`"
                 )
             self.encoder.adapt(arrays, adapter["base_fingerprint"], where="gate.artefact")
+        # Artefacts made before the second opinion have none: the first model decides alone.
+        opinion = model.meta.get("second_opinion")
+        if f"{PREFIX}coef_lm" in arrays and opinion is None:
+            raise ConfigError(
+                f"gate.artefact: {self.artefact_path} has second-opinion arrays but no "
+                "description of them; retrain with `moe gate train`"
+            )
+        if opinion is not None:
+            consult_below = self.options.consult_below
+            self.consult_below = (
+                float(opinion["consult_below"]) if consult_below is None else consult_below
+            )
+            if self.consult_below > 0:
+                self.second = SecondOpinion(arrays, opinion, self.options.lm, where="gate.lm")
 
     async def start(self) -> None:
         import asyncio
 
+        self.model  # noqa: B018 - whether a language model is needed is in the artefact
         await asyncio.to_thread(self.encoder.load)
+        if self.second is not None:
+            await asyncio.to_thread(self.second.lm.load)
 
     async def close(self) -> None:
         await self.encoder.close()
+        if self.second is not None:
+            await self.second.lm.close()
 
-    def probabilities_from(self, embedding: np.ndarray, text: str) -> np.ndarray:
+    def first_opinion(
+        self, embedding: np.ndarray, text: str
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """The first model's probabilities, and the word terms the second model reuses."""
         self.model  # noqa: B018 - loads the artefact on first use
-        indices, weights = self.features(text)
+        words = self.features(text)
+        indices, weights = words
         logits = embedding @ self.weights + weights @ self.term_weights[indices] + self.bias
         logits = np.exp((logits - logits.max()) / self.temperature)
-        return logits / logits.sum()
+        return logits / logits.sum(), words
+
+    def unsure(self, probabilities: np.ndarray) -> bool:
+        """Whether the second opinion decides (never when the gate has none)."""
+        return self.second is not None and float(probabilities.max()) < self.consult_below
 
     def probabilities(self, text: str) -> np.ndarray:
         self.model  # noqa: B018 - the artefact's adapter must be merged before encoding
-        return self.probabilities_from(self.encoder.encode([text])[0], text)
+        embedding = self.encoder.encode([text])[0]
+        first, words = self.first_opinion(embedding, text)
+        if self.second is None or not self.unsure(first):
+            return first
+        state = self.second.lm.encode([text])[0]
+        return self.second.probabilities(embedding, words, text, state)
+
+    async def assess(self, text: str) -> tuple[np.ndarray, bool]:
+        """Each label's probability, and whether the second opinion gave them."""
+        self.model  # noqa: B018 - the artefact's adapter must be merged before encoding
+        # Concurrent routes share the encoder's forward passes (and the language model's).
+        embedding = await self.encoder.encode_one(text)
+        first, words = self.first_opinion(embedding, text)
+        if self.second is None or not self.unsure(first):
+            return first, False
+        state = await self.second.lm.encode_one(text)
+        return self.second.probabilities(embedding, words, text, state), True
 
     async def probabilities_for(self, text: str) -> np.ndarray:
-        self.model  # noqa: B018 - the artefact's adapter must be merged before encoding
-        # Concurrent routes share the encoder's forward passes.
-        return self.probabilities_from(await self.encoder.encode_one(text), text)
+        return (await self.assess(text))[0]
+
+    async def route(
+        self,
+        request: ChatRequest,
+        experts: Mapping[str, ExpertCard],
+        signals: Mapping[str, Tracker],
+    ) -> RoutingDecision:
+        probabilities, consulted = await self.assess(request.last_user_text())
+        detail = ""
+        if consulted and self.second is not None:
+            detail = (
+                f"; the first model was below p={self.consult_below:.2f}, so these are the "
+                f"second opinion from {self.second.lm.identity} states"
+            )
+        decision = self.decide(probabilities, self.method, detail)
+        decision.evidence[0]["second_opinion"] = consulted
+        return decision
 
     def train(self, output: Path | None = None, progress: bool = True) -> dict[str, Any]:
         from moe_domain_llms.finetune import FinetuneSettings
+        from moe_domain_llms.second_opinion import SecondOpinionSettings
         from moe_domain_llms.training import train_embedding
 
         epochs = self.options.finetune_epochs
@@ -296,4 +348,9 @@ class EmbeddingGate(LearnedGate):
             Encoder(self.options.encoder, where="gate.encoder"),
             progress=progress,
             finetune=FinetuneSettings(epochs=epochs) if epochs else None,
+            second_opinion=(
+                SecondOpinionSettings(lm=self.options.lm, layer=self.options.lm_layer)
+                if self.options.second_opinion
+                else None
+            ),
         )

@@ -21,6 +21,7 @@ from moe_core import ConfigError
 from moe_domain_llms import artefacts
 from moe_domain_llms.embeddings import Encoder
 from moe_domain_llms.finetune import Finetuned, FinetuneSettings
+from moe_domain_llms.second_opinion import SecondOpinionSettings
 
 # What the embedding gate routes with by default; the training report routes the same way.
 DEFAULT_THRESHOLD = 0.5
@@ -133,17 +134,21 @@ def _progress(iterable: Any, enabled: bool, **kwargs: Any) -> Any:
     return tqdm(iterable, **kwargs)
 
 
-def _tfidf_arrays(vectorizer: Any) -> dict[str, np.ndarray]:
+def _tfidf_arrays(vectorizer: Any, prefix: str = "tfidf_") -> dict[str, np.ndarray]:
     """What :class:`moe_domain_llms.gates.TfidfFeatures` needs to repeat the transform."""
     terms = np.empty(len(vectorizer.vocabulary_), dtype=object)
     for term, index in vectorizer.vocabulary_.items():
         terms[index] = term
-    return {
-        "tfidf_terms": terms.astype(str),
-        "tfidf_stop_words": np.array(sorted(vectorizer.get_stop_words() or ()), dtype=str),
-        "tfidf_idf": vectorizer.idf_,
-        "tfidf_sublinear": np.array(vectorizer.sublinear_tf),
+    arrays = {
+        "terms": terms.astype(str),
+        "stop_words": np.array(sorted(vectorizer.get_stop_words() or ()), dtype=str),
+        "idf": vectorizer.idf_,
+        "sublinear": np.array(vectorizer.sublinear_tf),
     }
+    if vectorizer.analyzer != "word":
+        arrays["analyzer"] = np.array(vectorizer.analyzer)
+        arrays["ngram_range"] = np.array(vectorizer.ngram_range)
+    return {f"{prefix}{name}": value for name, value in arrays.items()}
 
 
 def train_tfidf_nb(data: Path, output: Path, *, progress: bool = True) -> dict[str, Any]:
@@ -201,11 +206,14 @@ def train_embedding(
     *,
     progress: bool = True,
     finetune: FinetuneSettings | None = None,
+    second_opinion: SecondOpinionSettings | None = None,
 ) -> dict[str, Any]:
     """Optionally a LoRA-adapted encoder; then its sentence embeddings joined by TF-IDF term
     features, and a logistic regression with a calibrated temperature.
 
     :param finetune: how to adapt the encoder to the labels first (None: the frozen encoder).
+    :param second_opinion: how to fit the model consulted for unsure queries
+        (:mod:`moe_domain_llms.second_opinion`; None: the first model decides alone).
     """
     import scipy.sparse as sparse
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -257,36 +265,56 @@ def train_embedding(
     test_rows = slice(len(train_texts), len(everything))
     # Term features beside the embedding: jargon the encoder has rarely seen still counts.
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit(fit_texts)
-    features = sparse.hstack(
-        [sparse.csr_matrix(vectors * EMBEDDING_SCALE), vectorizer.transform(everything)]
-    ).tocsr()
+    words = vectorizer.transform(everything)
+    features = sparse.hstack([sparse.csr_matrix(vectors * EMBEDDING_SCALE), words]).tocsr()
     classifier = LogisticRegression(C=REGULARISATION_C, max_iter=5000)
     classifier.fit(features[fit_rows], fit_labels)
     assert [str(c) for c in classifier.classes_] == classes
     # Held-out logits fix the temperature that calibrates probabilities.
-    temperature = _fit_temperature(
-        classifier.decision_function(features[val_rows]), np.array(val_labels), classes
-    )
-
-    def routed(rows: slice) -> list[str]:
-        """Labels as the gate routes with its default threshold (abstaining to general)."""
-        logits = classifier.decision_function(features[rows]) / temperature
-        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probabilities /= probabilities.sum(axis=1, keepdims=True)
-        best = probabilities.argmax(axis=1)
-        return [
-            classes[b] if p[b] >= DEFAULT_THRESHOLD or "general" not in classes else "general"
-            for b, p in zip(best, probabilities, strict=True)
-        ]
-
-    validation = evaluate(val_labels, routed(val_rows), classes)
-    metrics = evaluate(test_labels, routed(test_rows), classes) if test_texts else {}
-    width = vectors.shape[1]
+    logits = classifier.decision_function(features)
+    temperature = _fit_temperature(logits[val_rows], np.array(val_labels), classes)
+    first = np.exp((logits - logits.max(axis=1, keepdims=True)) / temperature)
+    first /= first.sum(axis=1, keepdims=True)
     extra: dict[str, Any] = {}
     arrays: dict[str, np.ndarray] = {}
     if adapter is not None:
         arrays.update(adapter.arrays)
         extra["adapter"] = adapter.meta
+    probabilities = first
+    if second_opinion is not None:
+        from moe_domain_llms.second_opinion import fit_second_opinion
+
+        second = fit_second_opinion(
+            second_opinion,
+            everything,
+            vectors,
+            words,
+            fit_rows,
+            val_rows,
+            fit_labels,
+            val_labels,
+            classes,
+            embedding_scale=EMBEDDING_SCALE,
+            regularisation=REGULARISATION_C,
+            progress=lambda items, **kw: _progress(items, progress, **kw),
+        )
+        # Routing's cascade: the second model decides where the first is unsure.
+        consulted = first.max(axis=1) < second_opinion.consult_below
+        probabilities = np.where(consulted[:, None], second.probabilities, first)
+        second.meta["validation_consulted"] = round(float(consulted[val_rows].mean()), 4)
+        second.meta["validation_metrics_first_model"] = evaluate(
+            val_labels, _routed(first[val_rows], classes), classes
+        )
+        arrays.update(second.arrays)
+        extra["second_opinion"] = second.meta
+
+    validation = evaluate(val_labels, _routed(probabilities[val_rows], classes), classes)
+    metrics = (
+        evaluate(test_labels, _routed(probabilities[test_rows], classes), classes)
+        if test_texts
+        else {}
+    )
+    width = vectors.shape[1]
     artefacts.save(
         output,
         "embedding",
@@ -309,6 +337,13 @@ def train_embedding(
         **extra,
     )
     how = "LoRA-adapted encoder" if adapter is not None else "frozen encoder"
+    if "second_opinion" in extra:
+        opinion = extra["second_opinion"]
+        how += (
+            f", second opinion from {opinion['lm']} layer {opinion['layer']} below "
+            f"p={opinion['consult_below']:.2f}: {opinion['validation_consulted']:.1%} of the "
+            "validation slice consulted"
+        )
     title = f"embedding gate ({how}) -> {output} (calibration temperature {temperature:.3f})"
     report = [
         format_report(f"{title}\nvalidation slice of the train split", validation),
@@ -322,8 +357,18 @@ def train_embedding(
         "validation_metrics": validation,
         "temperature": round(temperature, 4),
         "adapter": extra.get("adapter"),
+        "second_opinion": extra.get("second_opinion"),
         "report": "\n".join(report),
     }
+
+
+def _routed(probabilities: np.ndarray, classes: list[str]) -> list[str]:
+    """Labels as the gate routes with its default threshold (abstaining to general)."""
+    best = probabilities.argmax(axis=1)
+    return [
+        classes[b] if p[b] >= DEFAULT_THRESHOLD or "general" not in classes else "general"
+        for b, p in zip(best, probabilities, strict=True)
+    ]
 
 
 def _fit_temperature(logits: np.ndarray, truth: np.ndarray, classes: list[str]) -> float:
