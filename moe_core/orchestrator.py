@@ -76,6 +76,8 @@ os.register_at_fork(after_in_child=_request_ids.clear)
 
 
 AUTO = "auto"
+# Raw bodies go straight to pydantic's validator: ``model_validate_json`` only wraps it.
+_validate_request_json = ChatRequest.__pydantic_validator__.validate_json
 RequestLike = ChatRequest | Mapping[str, Any] | str | bytes
 
 
@@ -236,8 +238,8 @@ class MoE:
         if isinstance(request, ChatRequest):
             return request
         try:
-            if isinstance(request, str | bytes):
-                return ChatRequest.model_validate_json(request)
+            if isinstance(request, (bytes, str)):  # a tuple: faster than a union
+                return _validate_request_json(request)
             return ChatRequest.model_validate(dict(request), strict=False)
         except ValidationError as exc:
             raise _invalid_request(exc) from None
