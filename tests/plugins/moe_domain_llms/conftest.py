@@ -1,5 +1,5 @@
 """A tiny randomly initialised Llama and a tokenizer trained on the spot: real code paths, no
-download, a second to build."""
+download, a second to build. And a tiny domain-query data set that gates train on in seconds."""
 
 from __future__ import annotations
 
@@ -14,6 +14,27 @@ CORPUS = [
     "def add(a, b): return a + b",
     "system user assistant hello there, how can i help you today?",
 ] * 20
+
+# A few words per label: gates trained on questions naming them learn something in seconds.
+WORDS = {
+    "healthcare": "fever rash migraine insulin cough dizziness",
+    "finance": "mortgage pension dividends invoice budget taxes",
+    "cybersecurity": "phishing malware ransomware firewall password breach",
+    "general": "lasagne football guitar holiday poetry gardening",
+}
+
+
+def write_tiny_queries(folder: Path) -> Path:
+    """A data set in the bundled one's format: two questions per word, a third of them ``test``."""
+    rows = ["query,label,split"]
+    for label, vocabulary in WORDS.items():
+        for i, word in enumerate(vocabulary.split() * 2):
+            split = "test" if i % 3 == 2 else "train"
+            rows.append(f"a question about {word} from me number {i},{label},{split}")
+    data = folder / "tiny.csv"
+    data.write_text("\n".join(rows) + "\n")
+    return data
+
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"

@@ -15,26 +15,14 @@ from moe_domain_llms import artefacts
 from moe_domain_llms.gates import EmbeddingGate, EmbeddingGateOptions
 from moe_domain_llms.training import evaluate, load_dataset
 from tests.conftest import run_moe, user
-
-WORDS = {
-    "healthcare": "fever rash migraine insulin cough dizziness",
-    "finance": "mortgage pension dividends invoice budget taxes",
-    "cybersecurity": "phishing malware ransomware firewall password breach",
-    "general": "lasagne football guitar holiday poetry gardening",
-}
+from tests.plugins.moe_domain_llms.conftest import WORDS, write_tiny_queries
 
 
 @pytest.fixture(scope="module")
 def adapted(tmp_path_factory):
     """A gate trained end to end on a few dozen rows (seconds, not the real ten minutes)."""
     folder = tmp_path_factory.mktemp("adapter")
-    rows = ["query,label,split"]
-    for label, vocabulary in WORDS.items():
-        for i, word in enumerate(vocabulary.split() * 2):
-            split = "test" if i % 3 == 2 else "train"
-            rows.append(f"a question about {word} from me number {i},{label},{split}")
-    data = folder / "tiny.csv"
-    data.write_text("\n".join(rows) + "\n")
+    data = write_tiny_queries(folder)
     output = folder / "embedding.npz"
     result = run_moe(
         "gate", "train", "--kind", "embedding", "--data", str(data), "-o", str(output),

@@ -19,13 +19,7 @@ from moe_domain_llms.second_opinion import CONSULT_BELOW
 from moe_domain_llms.terms import TfidfFeatures
 from moe_domain_llms.training import _tfidf_arrays, evaluate, load_dataset
 from tests.conftest import user
-
-WORDS = {
-    "healthcare": "fever rash migraine insulin cough dizziness",
-    "finance": "mortgage pension dividends invoice budget taxes",
-    "cybersecurity": "phishing malware ransomware firewall password breach",
-    "general": "lasagne football guitar holiday poetry gardening",
-}
+from tests.plugins.moe_domain_llms.conftest import WORDS, write_tiny_queries
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +27,7 @@ def trained(tmp_path_factory, tiny_model):
     """Two gates from the same rows, frozen encoder (seconds): one with a second opinion read
     from the tiny model's second layer, one without."""
     folder = tmp_path_factory.mktemp("second-opinion")
-    rows = ["query,label,split"]
-    for label, vocabulary in WORDS.items():
-        for i, word in enumerate(vocabulary.split() * 2):
-            split = "test" if i % 3 == 2 else "train"
-            rows.append(f"a question about {word} from me number {i},{label},{split}")
-    data = folder / "tiny.csv"
-    data.write_text("\n".join(rows) + "\n")
+    data = write_tiny_queries(folder)
     options = {"data": str(data), "finetune_epochs": 0, "lm": tiny_model, "lm_layer": 2}
     with_lm, without = folder / "with.npz", folder / "without.npz"
     result = gate_for(with_lm, **options).train(with_lm, progress=False)
