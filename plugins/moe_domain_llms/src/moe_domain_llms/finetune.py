@@ -233,7 +233,7 @@ def train_adapter(
                 loss.backward()
                 optimiser.step()
                 schedule.step()
-                total += float(loss) * len(batch)
+                total += float(loss.detach()) * len(batch)
                 seen += len(batch)
                 if hasattr(bar, "set_postfix"):
                     bar.set_postfix(loss=f"{total / seen:.3f}")
