@@ -6,7 +6,8 @@ else routed to ``general``, for both gates with their default options (the embed
 abstains below its threshold; the share of queries its second opinion decided is reported).
 Speed: ``tfidf-nb`` single-query decisions per second on one core (sequential ``route`` calls),
 ``embedding`` decisions per second with 64 concurrent callers (batched forward passes, the
-language model's included). Writes ``bench/results/gates.json``.
+language model's included), with the encoder in ONNX Runtime (the default) and then in torch.
+Writes ``bench/results/gates.json``.
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ RESULTS = Path(__file__).parent / "results" / "gates.json"
 DOMAINS = ("healthcare", "finance", "cybersecurity", "general")
 
 
-def config(kind: str) -> dict:
-    return {"experts": {name: {"kind": "echo"} for name in DOMAINS}, "gate": {"kind": kind}}
+def config(kind: str, **options: str) -> dict:
+    return {
+        "experts": {name: {"kind": "echo"} for name in DOMAINS},
+        "gate": {"kind": kind, **options},
+    }
 
 
 def request(text: str) -> ChatRequest:
@@ -60,8 +64,10 @@ async def tfidf_rate(texts: list[str], seconds: float) -> float:
         return done / (time.perf_counter() - started)
 
 
-async def embedding_rate(texts: list[str], seconds: float, concurrency: int) -> dict:
-    async with make_moe(config("embedding")) as moe:
+async def embedding_rate(
+    texts: list[str], seconds: float, concurrency: int, runtime: str = "onnx"
+) -> dict:
+    async with make_moe(config("embedding", runtime=runtime)) as moe:
         requests = [request(text) for text in texts]
         done = 0
         deadline = time.perf_counter() + seconds
@@ -94,16 +100,23 @@ async def main_async(args: argparse.Namespace) -> dict:
         print()
     tfidf = await tfidf_rate(texts, args.seconds)
     embedding = await embedding_rate(texts, args.seconds, args.concurrency)
+    # The same load with the encoder run by torch: what the default ONNX Runtime is worth,
+    # measured in the same run on the same machine.
+    in_torch = await embedding_rate(texts, args.seconds, args.concurrency, runtime="torch")
     report["speed"] = {
         "tfidf_nb_single_query_decisions_per_s": round(tfidf),
         "embedding_concurrent_decisions_per_s": round(embedding["decisions_per_s"]),
         "embedding_mean_batch": round(embedding["mean_batch"], 1),
+        "embedding_torch_runtime_decisions_per_s": round(in_torch["decisions_per_s"]),
+        "onnx_over_torch": round(embedding["decisions_per_s"] / in_torch["decisions_per_s"], 2),
         "concurrency": args.concurrency,
     }
     print(f"tfidf-nb: {tfidf:,.0f} single-query decisions/s (one core, sequential)")
     print(
         f"embedding: {embedding['decisions_per_s']:,.0f} decisions/s with {args.concurrency} "
-        f"concurrent callers (mean batch {embedding['mean_batch']:.1f})"
+        f"concurrent callers (mean batch {embedding['mean_batch']:.1f}); the encoder in torch "
+        f"instead of ONNX Runtime: {in_torch['decisions_per_s']:,.0f} "
+        f"({report['speed']['onnx_over_torch']:.2f}x for ONNX Runtime)"
     )
     emb, nb = report["accuracy"]["embedding"], report["accuracy"]["tfidf-nb"]
     report["bars"] = [

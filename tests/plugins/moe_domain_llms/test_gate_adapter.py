@@ -82,6 +82,24 @@ def test_the_adapter_changes_the_encoders_vectors(adapted):
     assert not np.allclose(adapted_vector, frozen_vector, atol=1e-4)
 
 
+def test_onnx_runtime_gives_the_adapted_encoders_vectors_that_torch_gives(adapted):
+    """The default runtime exports the encoder after the adapter is merged: one padded batch of
+    texts from one word to many gets torch's vectors, and so the same decisions."""
+    data, output = adapted
+    texts, _ = load_dataset(data).part("test")
+    texts = [*texts, "hi", "a much longer question, " * 12 + "that goes on and on"]
+    runs = {}
+    for runtime in ("onnx", "torch"):
+        gate = EmbeddingGate("g", EmbeddingGateOptions(artefact=str(output), runtime=runtime))
+        gate.model  # noqa: B018 - merges the adapter
+        vectors = gate.encoder.encode(texts)
+        runs[runtime] = (gate, vectors, [gate.decide(gate.probabilities(t), "x") for t in texts])
+    assert runs["onnx"][0].encoder.session is not None and runs["torch"][0].encoder.session is None
+    np.testing.assert_allclose(runs["onnx"][1], runs["torch"][1], atol=1e-5)
+    assert [d.experts for d in runs["onnx"][2]] == [d.experts for d in runs["torch"][2]]
+    assert not runs["onnx"][0].encoder.model.training  # the export leaves the model as it was
+
+
 def rewrite(source, target, change) -> None:
     with np.load(source) as data:
         arrays = {name: data[name] for name in data.files}

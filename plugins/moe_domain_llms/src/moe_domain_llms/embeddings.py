@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from moe_core import ConfigError
 from moe_core.batching import MicroBatcher
 from moe_core.localmodels import LOADING_LOCK
 from moe_domain_llms.source import resolve
@@ -81,16 +82,31 @@ class TextVectors:
             self.batcher = None
 
 
+RUNTIMES = ("torch", "onnx")
+
+
 class Encoder(TextVectors):
-    """Text to unit vectors, on the CPU or the configured device."""
+    """Text to unit vectors, on the CPU.
+
+    :param runtime: ``torch`` runs the model as loaded; ``onnx`` exports it once at load (after
+        any adapter is merged, pooling and normalising included) and runs it in ONNX Runtime,
+        whose fused kernels give the same vectors (within 1e-6) for the short texts routing
+        sees in roughly two thirds of the time (:func:`onnx_session`).
+    """
 
     batch_name = "sentence encoder"
 
-    def __init__(self, model: str = DEFAULT_ENCODER, *, where: str = "encoder") -> None:
+    def __init__(
+        self, model: str = DEFAULT_ENCODER, *, where: str = "encoder", runtime: str = "torch"
+    ) -> None:
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"{where}: runtime must be one of {', '.join(RUNTIMES)}")
         self.name = model
+        self.runtime = runtime
         self.source = resolve(model, where=where)
         self.model: Any = None
         self.tokenizer: Any = None
+        self.session: Any = None
         self.batcher: MicroBatcher[str, np.ndarray] | None = None
         self.adapter: tuple[dict[str, np.ndarray], str, str] | None = None
         self.adapted = False
@@ -119,6 +135,9 @@ class Encoder(TextVectors):
 
             merge(self.model, *self.adapter[:2], where=self.adapter[2])
             self.adapted = True
+            self.session = None  # exported from the weights before the merge
+        if self.runtime == "onnx" and self.session is None:
+            self.session = onnx_session(self.model, self.tokenizer)
         return self
 
     def adapt(self, arrays: dict[str, np.ndarray], fingerprint: str, *, where: str) -> None:
@@ -136,6 +155,12 @@ class Encoder(TextVectors):
     def _forward(self, texts: list[str]) -> np.ndarray:
         import torch
 
+        if self.session is not None:
+            arrays = self.tokenizer(
+                texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="np"
+            )
+            inputs = {item.name: arrays[item.name] for item in self.session.get_inputs()}
+            return self.session.run(None, inputs)[0]
         batch = self.tokenizer(
             texts,
             padding=True,
@@ -148,3 +173,64 @@ class Encoder(TextVectors):
         pooled = mean_pool(hidden, batch["attention_mask"])
         pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
         return pooled.numpy().astype(np.float32)
+
+
+def onnx_session(model: Any, tokenizer: Any) -> Any:
+    """``model`` with mean pooling and normalisation, exported to ONNX in memory and opened in
+    ONNX Runtime with as many threads as torch uses.
+
+    Routing's texts are a dozen tokens long, so most of a forward pass in torch is the dispatch
+    of small operations rather than arithmetic; ONNX Runtime runs the same graph with fused
+    kernels: 1.3 to 1.9 times the vectors per second for all-MiniLM-L6-v2 on two cores, equal to
+    torch's within 1e-6. The export takes about two seconds, once per load.
+    """
+    import io
+    import warnings
+
+    import onnxruntime
+    import torch
+
+    names = list(tokenizer(["a", "two words"], padding=True, return_tensors="pt").keys())
+
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *inputs: Any) -> Any:
+            batch = dict(zip(names, inputs, strict=True))
+            hidden = self.model(**batch).last_hidden_state
+            pooled = mean_pool(hidden, batch["attention_mask"])
+            return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+    sample = tokenizer(
+        ["a query", "a longer query of more words"], padding=True, return_tensors="pt"
+    )
+    graph = io.BytesIO()
+    # A module in training mode would be exported with dropout and left in training mode.
+    was_training = model.training
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the tracer's notes on shapes it keeps symbolic
+        torch.onnx.export(
+            Pooled().eval(),
+            tuple(sample[name] for name in names),
+            graph,
+            input_names=names,
+            output_names=["vectors"],
+            dynamic_axes={
+                **{name: {0: "texts", 1: "tokens"} for name in names},
+                "vectors": {0: "texts"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
+    model.train(was_training)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.log_severity_level = 3  # errors only
+    # Idle pool threads would otherwise spin, taking the cores from the event loop and from the
+    # language model's forward passes that run beside the encoder's.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(
+        graph.getvalue(), options, providers=["CPUExecutionProvider"]
+    )

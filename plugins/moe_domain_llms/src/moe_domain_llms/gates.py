@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -49,6 +49,11 @@ class LearnedGateOptions(Options):
 class EmbeddingGateOptions(LearnedGateOptions):
     threshold: float = Field(0.5, ge=0, le=1, description="Abstain below this probability")
     encoder: str = Field(DEFAULT_ENCODER, description="Sentence-embedding model folder")
+    runtime: Literal["onnx", "torch"] = Field(
+        "onnx",
+        description="What runs the encoder: onnx (exported at load, faster on the CPU, the same "
+        "vectors) or torch",
+    )
     finetune_epochs: int = Field(
         2, ge=0, description="Training: epochs of LoRA fine-tuning of the encoder (0: frozen)"
     )
@@ -222,7 +227,7 @@ class EmbeddingGate(LearnedGate):
 
     def __init__(self, name: str, options: EmbeddingGateOptions) -> None:
         super().__init__(name, options)
-        self.encoder = Encoder(options.encoder, where="gate.encoder")
+        self.encoder = Encoder(options.encoder, where="gate.encoder", runtime=options.runtime)
         self.second: SecondOpinion | None = None
         self.consult_below = 0.0
 
@@ -345,7 +350,7 @@ class EmbeddingGate(LearnedGate):
             self.data_path,
             output or self.artefact_path,
             # A fresh encoder: this gate's own may carry the old artefact's adapter.
-            Encoder(self.options.encoder, where="gate.encoder"),
+            Encoder(self.options.encoder, where="gate.encoder", runtime=self.options.runtime),
             progress=progress,
             finetune=FinetuneSettings(epochs=epochs) if epochs else None,
             second_opinion=(
