@@ -8,10 +8,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from moe_core import ConfigError
 from moe_core.testing import make_moe
 from moe_domain_llms import artefacts
+from moe_domain_llms.embeddings import Encoder
 from moe_domain_llms.gates import EmbeddingGate, EmbeddingGateOptions
 from moe_domain_llms.training import evaluate, load_dataset
 from tests.conftest import run_moe, user
@@ -133,3 +135,15 @@ def test_training_without_fine_tuning_ships_no_adapter(adapted, tmp_path):
     artefact = artefacts.load(output, "embedding", where="test")
     assert "lora_a" not in artefact.arrays and "adapter" not in artefact.meta
     assert gate_for(output).probabilities("my invoice is overdue").sum() == pytest.approx(1)
+
+
+def test_an_encoder_onnx_cannot_express_is_a_clear_error_naming_the_way_out(monkeypatch):
+    def unsupported(*args, **kwargs):
+        raise RuntimeError("Exporting the operator 'aten::novel' to ONNX is not supported")
+
+    monkeypatch.setattr(torch.onnx, "export", unsupported)
+    with pytest.raises(ConfigError, match="gate.encoder: .* could not be exported to ONNX .*"
+                       "aten::novel.*set runtime: torch"):  # fmt: skip
+        Encoder(where="gate.encoder", runtime="onnx").load()
+    # The torch runtime needs no export.
+    assert Encoder(where="gate.encoder", runtime="torch").load().session is None

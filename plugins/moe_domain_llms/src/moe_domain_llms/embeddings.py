@@ -91,7 +91,7 @@ class Encoder(TextVectors):
     :param runtime: ``torch`` runs the model as loaded; ``onnx`` exports it once at load (after
         any adapter is merged, pooling and normalising included) and runs it in ONNX Runtime,
         whose fused kernels give the same vectors (within 1e-6) for the short texts routing
-        sees in roughly two thirds of the time (:func:`onnx_session`).
+        sees at 1.3 to 1.9 times the rate (:func:`onnx_session`).
     """
 
     batch_name = "sentence encoder"
@@ -102,6 +102,7 @@ class Encoder(TextVectors):
         if runtime not in RUNTIMES:
             raise ConfigError(f"{where}: runtime must be one of {', '.join(RUNTIMES)}")
         self.name = model
+        self.where = where
         self.runtime = runtime
         self.source = resolve(model, where=where)
         self.model: Any = None
@@ -137,7 +138,13 @@ class Encoder(TextVectors):
             self.adapted = True
             self.session = None  # exported from the weights before the merge
         if self.runtime == "onnx" and self.session is None:
-            self.session = onnx_session(self.model, self.tokenizer)
+            try:
+                self.session = onnx_session(self.model, self.tokenizer)
+            except Exception as exc:  # an encoder ONNX cannot express: say what to do instead
+                raise ConfigError(
+                    f"{self.where}: {self.name} could not be exported to ONNX "
+                    f"({type(exc).__name__}: {exc}); set runtime: torch"
+                ) from exc
         return self
 
     def adapt(self, arrays: dict[str, np.ndarray], fingerprint: str, *, where: str) -> None:
