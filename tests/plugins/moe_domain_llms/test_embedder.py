@@ -41,6 +41,18 @@ async def test_it_answers_embed_with_a_unit_vector_and_refuses_other_tasks():
     assert same.result.usage.prompt_tokens > 0
 
 
+async def test_either_runtime_answers_with_the_same_vector():
+    """The default (the encoder exported to ONNX Runtime) and plain torch agree."""
+    vectors = {}
+    for runtime in ("onnx", "torch"):
+        config = {"experts": {"minilm": {"kind": "sentence-embedding", "runtime": runtime}}}
+        async with make_moe(config) as moe:
+            run = await moe.complete(user(PARIS, model="minilm"))
+            assert (moe.experts["minilm"].expert.encoder.session is not None) == (runtime == "onnx")
+        vectors[runtime] = orjson.loads(run.result.content)
+    assert vectors["onnx"] == pytest.approx(vectors["torch"], abs=1e-5)
+
+
 async def test_a_vote_with_an_embedder_groups_answers_by_meaning_not_words():
     async with make_moe(vote(embedder=False)) as moe:
         by_words = await moe.complete(user("What is the capital of France?"))

@@ -13,11 +13,12 @@ import orjson
 from pydantic import Field
 
 from moe_core import ChatRequest, Expert, ExpertCard, ExpertResult, InvalidRequest, Options, Usage
-from moe_domain_llms.embeddings import DEFAULT_ENCODER, MAX_TOKENS, Encoder
+from moe_domain_llms.embeddings import DEFAULT_ENCODER, MAX_TOKENS, RUNTIME_HELP, Encoder, Runtime
 
 
 class SentenceEmbeddingOptions(Options):
     encoder: str = Field(DEFAULT_ENCODER, description="Sentence-embedding model folder")
+    runtime: Runtime = Field("onnx", description=RUNTIME_HELP)
 
 
 class SentenceEmbeddingExpert(Expert):
@@ -27,7 +28,9 @@ class SentenceEmbeddingExpert(Expert):
 
     def __init__(self, name: str, options: SentenceEmbeddingOptions) -> None:
         super().__init__(name, options)
-        self.encoder = Encoder(options.encoder, where=f"experts.{name}.encoder")
+        self.encoder = Encoder(
+            options.encoder, where=f"experts.{name}.encoder", runtime=options.runtime
+        )
 
     def card(self) -> ExpertCard:
         return ExpertCard(

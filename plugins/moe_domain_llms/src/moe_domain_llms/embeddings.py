@@ -12,7 +12,7 @@ vectors cost what plain ones do.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -82,7 +82,12 @@ class TextVectors:
             self.batcher = None
 
 
-RUNTIMES = ("torch", "onnx")
+Runtime = Literal["onnx", "torch"]
+RUNTIMES: tuple[str, ...] = get_args(Runtime)
+# How the options of parts with an encoder describe their ``runtime``.
+RUNTIME_HELP = (
+    "What runs the encoder: onnx (exported at load, faster on the CPU, the same vectors) or torch"
+)
 
 
 class Encoder(TextVectors):

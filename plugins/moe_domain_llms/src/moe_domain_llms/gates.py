@@ -21,14 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import Field
 
 from moe_core import ChatRequest, ConfigError, ExpertCard, Gate, Options, RoutingDecision, Tracker
 from moe_domain_llms import artefacts
-from moe_domain_llms.embeddings import DEFAULT_ENCODER, Encoder
+from moe_domain_llms.embeddings import DEFAULT_ENCODER, RUNTIME_HELP, Encoder, Runtime
 from moe_domain_llms.lm_states import DEFAULT_LM
 from moe_domain_llms.second_opinion import LM_LAYER, PREFIX, SecondOpinion
 from moe_domain_llms.terms import TfidfFeatures
@@ -49,11 +49,7 @@ class LearnedGateOptions(Options):
 class EmbeddingGateOptions(LearnedGateOptions):
     threshold: float = Field(0.5, ge=0, le=1, description="Abstain below this probability")
     encoder: str = Field(DEFAULT_ENCODER, description="Sentence-embedding model folder")
-    runtime: Literal["onnx", "torch"] = Field(
-        "onnx",
-        description="What runs the encoder: onnx (exported at load, faster on the CPU, the same "
-        "vectors) or torch",
-    )
+    runtime: Runtime = Field("onnx", description=RUNTIME_HELP)
     finetune_epochs: int = Field(
         2, ge=0, description="Training: epochs of LoRA fine-tuning of the encoder (0: frozen)"
     )
