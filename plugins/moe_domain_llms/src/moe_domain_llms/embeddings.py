@@ -11,7 +11,7 @@ vectors cost what plain ones do.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -30,6 +30,15 @@ def mean_pool(hidden: Any, attention_mask: Any) -> Any:
     """The mean of each text's hidden states over its real tokens (padding left out)."""
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
+def sentence_vectors(model: Any, batch: Mapping[str, Any]) -> Any:
+    """Unit sentence vectors of a tokenised batch, as the encoder's pooling configuration
+    prescribes: what torch computes and what the ONNX export holds."""
+    import torch
+
+    pooled = mean_pool(model(**batch).last_hidden_state, batch["attention_mask"])
+    return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
 
 class TextVectors:
@@ -167,24 +176,18 @@ class Encoder(TextVectors):
     def _forward(self, texts: list[str]) -> np.ndarray:
         import torch
 
-        if self.session is not None:
-            arrays = self.tokenizer(
-                texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="np"
-            )
-            inputs = {item.name: arrays[item.name] for item in self.session.get_inputs()}
-            return self.session.run(None, inputs)[0]
         batch = self.tokenizer(
             texts,
             padding=True,
             truncation=True,
             max_length=MAX_TOKENS,
-            return_tensors="pt",
+            return_tensors="np" if self.session is not None else "pt",
         )
+        if self.session is not None:
+            # The export's inputs are named after the tokenizer's outputs.
+            return self.session.run(None, dict(batch))[0]
         with torch.inference_mode():
-            hidden = self.model(**batch).last_hidden_state
-        pooled = mean_pool(hidden, batch["attention_mask"])
-        pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-        return pooled.numpy().astype(np.float32)
+            return sentence_vectors(self.model, batch).numpy().astype(np.float32)
 
 
 def onnx_session(model: Any, tokenizer: Any) -> Any:
@@ -202,7 +205,10 @@ def onnx_session(model: Any, tokenizer: Any) -> Any:
     import onnxruntime
     import torch
 
-    names = list(tokenizer(["a", "two words"], padding=True, return_tensors="pt").keys())
+    sample = tokenizer(
+        ["a query", "a longer query of more words"], padding=True, return_tensors="pt"
+    )
+    names = list(sample.keys())
 
     class Pooled(torch.nn.Module):
         def __init__(self) -> None:
@@ -210,14 +216,8 @@ def onnx_session(model: Any, tokenizer: Any) -> Any:
             self.model = model
 
         def forward(self, *inputs: Any) -> Any:
-            batch = dict(zip(names, inputs, strict=True))
-            hidden = self.model(**batch).last_hidden_state
-            pooled = mean_pool(hidden, batch["attention_mask"])
-            return torch.nn.functional.normalize(pooled, p=2, dim=1)
+            return sentence_vectors(self.model, dict(zip(names, inputs, strict=True)))
 
-    sample = tokenizer(
-        ["a query", "a longer query of more words"], padding=True, return_tensors="pt"
-    )
     graph = io.BytesIO()
     # A module in training mode would be exported with dropout and left in training mode.
     was_training = model.training
