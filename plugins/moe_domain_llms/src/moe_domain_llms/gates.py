@@ -32,6 +32,7 @@ from moe_domain_llms.embeddings import DEFAULT_ENCODER, RUNTIME_HELP, Encoder, R
 from moe_domain_llms.lm_states import DEFAULT_LM
 from moe_domain_llms.second_opinion import LM_LAYER, PREFIX, SecondOpinion
 from moe_domain_llms.terms import TfidfFeatures
+from moe_domain_llms.training import DEFAULT_THRESHOLD
 
 DEFAULT_DATA = Path(__file__).parent / "data" / "domain_queries.csv"
 
@@ -47,7 +48,9 @@ class LearnedGateOptions(Options):
 
 
 class EmbeddingGateOptions(LearnedGateOptions):
-    threshold: float = Field(0.5, ge=0, le=1, description="Abstain below this probability")
+    threshold: float = Field(
+        DEFAULT_THRESHOLD, ge=0, le=1, description="Abstain below this probability"
+    )
     encoder: str = Field(DEFAULT_ENCODER, description="Sentence-embedding model folder")
     runtime: Runtime = Field("onnx", description=RUNTIME_HELP)
     finetune_epochs: int = Field(
