@@ -22,9 +22,9 @@ With 2,831 more train rows (10,412 in all) the deeper layers pulled ahead. On th
 validation slice, new rows in the fit only, the second model alone made 42 in-domain and 23
 out-of-domain errors with layer 8, 45/26 with 10, 38/22 with 12, 35/21 with 14, 36/22 with 16,
 33/20 with 20, 41/20 with 24 and 47/16 with all 30; the cascade 36/20 with layer 8 and 29/19
-with layer 20. Layer 20 is the default: it costs 12 more layers on the
-consulted queries only, about 17% of the gate's decisions per second under load (440 to 365 on
-the slice's texts, same run).
+with layer 20. Layer 20 is the default: it costs 12 more layers on the consulted queries only,
+about 17% of the gate's decisions per second under load (440 to 365 on the slice's texts, same
+run).
 
 The language model's states enter standardised and divided by the square root of their width,
 so that the one L2 penalty weighs them like a unit vector; the standardisation is folded into the
