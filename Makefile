@@ -33,9 +33,11 @@ test: install
 hookspecs: install
 	$(BIN)/python -m moe_core.hookdoc > hookspecs.md
 
+# Style, then the boundaries between distributions (import-linter contracts in pyproject.toml).
 lint: install
 	$(BIN)/ruff check moe_core plugins tests bench
 	$(BIN)/ruff format --check moe_core plugins tests bench
+	$(BIN)/lint-imports
 
 bench-overhead: install
 	$(BIN)/python bench/overhead.py $(ARGS)

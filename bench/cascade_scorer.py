@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from results_io import write_results
 
-from moe_core.builtins.scorers import answer_check
+from moe_core.answers import answer_check
 from moe_core.models import ExpertResult
 from moe_domain_llms import artefacts
 from moe_domain_llms.answer_quality import KIND, AnswerQualityModel, fit

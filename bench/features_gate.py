@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from moe_byt5 import features
-from moe_byt5.gate import DEFAULT_DATA
 from results_io import write_results
 
+from moe_byt5 import features
+from moe_byt5.gate import DEFAULT_DATA
 from moe_core.models import ChatRequest
 from moe_core.testing import make_moe
 

@@ -25,10 +25,10 @@ from typing import Any
 
 from results_io import write_results
 
-from moe_core.cost import CHARS_PER_TOKEN
 from moe_core.models import ChatRequest
 from moe_core.signals import PerformanceView
 from moe_core.testing import make_moe
+from moe_router.cost import CHARS_PER_TOKEN
 
 ROOT = Path(__file__).parents[1]
 REGISTRY = ROOT / "examples" / "registry.yaml"

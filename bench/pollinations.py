@@ -20,11 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from moe_core.testing import make_moe
 from moe_pollinations.classify import heuristic
 from moe_pollinations.registry import experts_config, snapshot
 from moe_pollinations.testing import FakePollinations, ModelBehaviour
-
-from moe_core.testing import make_moe
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pollinations.json"
 DELAYS = {"openai-fast": 0.30, "flux": 0.50, "openai-audio": 0.20}

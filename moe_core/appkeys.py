@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
-from moe_core.orchestrator import MoE
+if TYPE_CHECKING:
+    from moe_core.orchestrator import MoE
 
-MOE_KEY = web.AppKey("moe", MoE)
-API_KEYS_KEY = web.AppKey("api_keys", frozenset)
-BODY_LIMIT_KEY = web.AppKey("body_limit", int)
-REQUEST_ID_KEY = web.RequestKey("request_id", str)
+MOE_KEY: web.AppKey[MoE] = web.AppKey("moe")
+API_KEYS_KEY: web.AppKey[frozenset[str]] = web.AppKey("api_keys")
+BODY_LIMIT_KEY: web.AppKey[int] = web.AppKey("body_limit")
+REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("request_id")

@@ -1,6 +1,9 @@
 """Trained artefacts (a gate's classifier, a scorer's model): plain arrays plus JSON metadata in
 one ``.npz`` file.
 
+numpy is imported when an artefact is written or read: the plugins that train and read
+artefacts depend on it; the core does not.
+
 No pickle: loading an artefact never runs code, and it does not depend on the scikit-learn
 version that trained it (scikit-learn is needed to train, not to route). The metadata records
 what a reader must check before trusting the arrays: the format version, the kind, the labels,
@@ -17,11 +20,12 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from moe_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 FORMAT = 1
 
@@ -66,6 +70,8 @@ def save(
         "versions": library_versions(distributions),
         **meta,
     }
+    import numpy as np
+
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with staging.open("wb") as handle:
@@ -80,6 +86,8 @@ def load(path: Path, kind: str, *, where: str, retrain: str | None = None) -> Ar
     :param retrain: how to make a good one (default: ``moe gate train`` for that kind).
     """
     retrain = retrain or f"retrain it with `moe gate train` (gate kind {kind})"
+    import numpy as np
+
     if not path.is_file():
         raise ConfigError(f"{where}: artefact {path} does not exist; {retrain}")
     try:

@@ -8,11 +8,14 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from moe_core.config import CONFIG_ENV
 from moe_core.errors import ConfigError, MoEError, PluginError
 from moe_core.logging import configure_logging
+
+if TYPE_CHECKING:
+    from moe_core.plugins import MoEPluginManager
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +26,9 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(manager: MoEPluginManager | None = None) -> argparse.ArgumentParser:
+    """The ``moe`` command's parser, with the subcommands the plugins of ``manager`` add
+    (:func:`moe_core.hookspecs.moe_register_commands`)."""
     parser = argparse.ArgumentParser(
         prog="moe", description="A plugin-based mixture-of-experts gateway."
     )
@@ -69,34 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    _add_plugin_commands(commands)
+    if manager is not None:
+        manager.register_commands(commands)
     return parser
 
 
-COMMANDS_GROUP = "moe.commands"
-
-
-def _add_plugin_commands(commands: Any) -> None:
-    """Commands from plugins: each entry point in the ``moe.commands`` group is a function
-    ``add(commands)`` that adds its subparser and sets ``handler`` (``args -> exit code``) on it,
-    so a plugin extends the CLI without the core knowing it."""
-    from importlib.metadata import entry_points
-
-    for entry_point in entry_points(group=COMMANDS_GROUP):
-        if entry_point.name in _COMMANDS:
-            continue
-        try:
-            entry_point.load()(commands)
-        except Exception as exc:
-            print(
-                f"moe: warning: commands of plugin {entry_point.name!r} not loaded: "
-                f"{type(exc).__name__}: {exc}",
-                file=sys.stderr,
-            )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from moe_core.plugins import create_plugin_manager
+
+    try:
+        parser = build_parser(create_plugin_manager())
+    except PluginError as exc:
+        print(f"moe: error: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         handler = getattr(args, "handler", None) or _COMMANDS[args.command]
         return handler(args)
@@ -148,23 +139,29 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from moe_core.plugins import create_plugin_manager
 
     _quiet_logging(args)
-    plugins = load_config(args.config).plugins if args.config else None
-    manager = create_plugin_manager(
-        disable=plugins.disable if plugins else (), require=plugins.require if plugins else ()
-    )
+    manager = load_config(args.config).plugin_manager if args.config else create_plugin_manager()
+    assert manager is not None
     kinds = manager.kinds
     if args.json:
         print(json.dumps([info.as_dict() for info in manager.infos.values()], indent=2))
         return 0
     for info in manager.infos.values():
         print(f"{info.name}  ({info.distribution or 'unknown'} {info.version or ''})".rstrip())
-        if not info.kinds:
-            print("    registers nothing")
         for part, names in info.kinds.items():
             for name in names:
                 summary = kinds.get(part, name).summary  # type: ignore[arg-type]
                 print(f"    {part:<9} {name:<22} {summary}")
+        for section in info.sections:
+            print(f"    {'section':<9} {section}")
+        others = [hook for hook in info.hooks if hook in EXTRA_HOOKS]
+        if others:
+            print(f"    {'hooks':<9} {', '.join(others)}")
+        if not (info.kinds or info.sections or others):
+            print("    registers nothing")
     return 0
+
+
+EXTRA_HOOKS = ("moe_prepare_config", "moe_default_config", "moe_setup_app", "moe_register_commands")
 
 
 def cmd_route(args: argparse.Namespace) -> int:
@@ -228,11 +225,12 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
     from moe_core.config import InstanceConfig, load_config
     from moe_core.orchestrator import build_part
-    from moe_core.plugins import create_plugin_manager
+    from moe_core.parts import TrainableGate
 
     _quiet_logging(args)
     config = load_config(args.config)
-    manager = create_plugin_manager(disable=config.plugins.disable, require=config.plugins.require)
+    manager = config.plugin_manager
+    assert manager is not None  # load_config records the manager it validated with
     kind = manager.kinds.get("gate", args.kind or config.gate.kind)
     raw = {} if args.kind else config.gate.options()
     if args.data:
@@ -242,10 +240,10 @@ def cmd_gate(args: argparse.Namespace) -> int:
     gate = build_part(
         manager, config, "gate", InstanceConfig(kind=kind.name, **raw), kind.name, "gate"
     )
-    train = getattr(gate, "train", None)
-    if train is None:
+    if not isinstance(gate, TrainableGate):
         raise ConfigError(f"gate kind {kind.name!r} does not learn from data; nothing to train")
-    result = train(output=Path(args.output) if args.output else None, progress=not args.no_progress)
+    output = Path(args.output) if args.output else None
+    result = gate.train(output=output, progress=not args.no_progress)
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "report"}, indent=2))
     else:

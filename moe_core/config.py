@@ -1,8 +1,10 @@
 """The configuration file: one YAML document, validated strictly, errors naming the exact key.
 
-Validation happens in two steps. The file's shape (top-level keys, server settings, which kind
-each instance is) is checked here. Each instance's own options are checked against its kind's
-options model once plugins are loaded (:meth:`MoEConfig.validate_instance`). Both report errors as
+The core owns six top-level sections (``server``, ``experts``, ``gate``, ``combiner``,
+``trackers``, ``plugins``); every other one belongs to the installed plugin that declared it
+(:func:`moe_core.hookspecs.moe_config_sections`) and is validated against that plugin's model.
+Each instance's own options are checked against its kind's options model when the gateway is
+built (:meth:`MoEConfig.validate_instance`). Every error names the key:
 ``experts.local.max_tokens: Input should be a valid integer``.
 
 Secrets never live in the file: options such as ``api_key_env`` name the environment variable
@@ -11,20 +13,27 @@ that holds them.
 
 from __future__ import annotations
 
+import copy
 import os
-from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from moe_core.errors import ConfigError
 from moe_core.models import ExpertCard
-from moe_core.registry import RegistryConfig, expand_registry
+
+if TYPE_CHECKING:
+    from moe_core.plugins import MoEPluginManager
 
 CONFIG_ENV = "MOE_CONFIG"
-DEFAULT_CONFIG_RESOURCE = "default.yaml"
+DEFAULT_ORIGIN = "<default configuration of the installed plugins>"
+NO_DEFAULT = (
+    "no configuration given (--config or $MOE_CONFIG) and no installed plugin provides a "
+    "default one; install moe-domain-llms for local models, or write a configuration of "
+    "OpenAI-compatible experts (see the README's 'Remote models')"
+)
 
 
 class _Strict(BaseModel):
@@ -36,7 +45,9 @@ class FrontendSettings(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    enabled: bool = True
+    enabled: bool | None = Field(
+        None, description="Mount it; default: whether the frontend is mounted by default."
+    )
 
     def options(self) -> dict[str, Any]:
         return dict(self.__pydantic_extra__ or {})
@@ -91,9 +102,6 @@ class ExpertConfig(InstanceConfig):
         None, gt=0, description="Per-call limit; for streams, the longest wait for each chunk."
     )
     card: ExpertCard | None = Field(None, description="Overrides of the expert's own card.")
-    registry_id: str | None = Field(
-        None, description="The registry model whose card this expert gets; default: its name."
-    )
 
     def card_overrides(self) -> dict[str, Any]:
         """Only the card fields the config really set, so the rest keep the expert's values."""
@@ -116,34 +124,13 @@ class PluginsConfig(_Strict):
     require: list[str] = Field(default_factory=list)
 
 
-class TrackingConfig(_Strict):
-    """``tracking``: where trackers keep what they learn, shared by every tracker that stores.
+class MoEConfig(BaseModel):
+    """The whole configuration: the core's sections, plus those the plugins declared."""
 
-    ``memory`` forgets on restart; ``sqlite`` (the embedded default) keeps feedback and counters
-    across restarts of one instance; ``redis`` shares them between every instance pointing at the
-    same server, which is how several gateways behind a load balancer agree on breakers, limits,
-    weights and A/B assignments.
-    """
+    # Top-level keys beyond the core's are plugin sections, checked in load_config against the
+    # models their plugins declared (unknown ones are errors there).
+    model_config = ConfigDict(extra="allow")
 
-    store: Literal["memory", "sqlite", "redis"] = "sqlite"
-    path: str | None = Field(
-        None,
-        description="SQLite file; default: $MOE_DATA_DIR, else $XDG_DATA_HOME/moe, else "
-        "~/.local/share/moe, then tracking.sqlite3.",
-    )
-    redis_url_env: str = Field(
-        "MOE_REDIS_URL", description="Environment variable holding the Redis URL."
-    )
-    redis_url: str | None = Field(
-        None, description="The Redis URL itself; prefer redis_url_env when it holds a password."
-    )
-    prefix: str = Field("moe:", description="Prefix of every key in Redis (or row in SQLite).")
-    refresh_s: float = Field(
-        0.5, gt=0, description="How often trackers on a shared store refresh their local view."
-    )
-
-
-class MoEConfig(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     experts: dict[str, ExpertConfig] = Field(min_length=1)
     gate: GateConfig = Field(default_factory=lambda: GateConfig(kind="fixed"))
@@ -152,16 +139,32 @@ class MoEConfig(_Strict):
         default_factory=lambda: {"memory": InstanceConfig(kind="memory")}
     )
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
-    registry: RegistryConfig | None = Field(
-        None, description="A model registry whose entries become expert cards (moe_core.registry)"
-    )
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     _source: str = PrivateAttr("<dict>")
+    _sections: dict[str, BaseModel | None] = PrivateAttr(default_factory=dict)
+    _plugins: MoEPluginManager | None = PrivateAttr(None)
+
+    @property
+    def plugin_manager(self) -> MoEPluginManager | None:
+        """The plugin manager this configuration was validated with."""
+        return self._plugins
 
     @property
     def source(self) -> str:
         """Where this configuration came from, for error messages."""
         return self._source
+
+    def section(self, name: str) -> Any:
+        """A plugin's validated section: when the file leaves it out, its model's defaults, or
+        ``None`` where the model has required fields.
+
+        :raises ConfigError: when no installed plugin declared ``name``.
+        """
+        try:
+            return self._sections[name]
+        except KeyError:
+            raise ConfigError(
+                f"config section {name!r} is not declared by any installed plugin"
+            ) from None
 
     @model_validator(mode="after")
     def _names_are_known(self) -> MoEConfig:
@@ -200,38 +203,84 @@ def format_validation_error(exc: ValidationError, source: str, prefix: str = "")
 
 def load_config(
     source: str | os.PathLike[str] | dict[str, Any] | MoEConfig | None = None,
+    *,
+    plugins: MoEPluginManager | None = None,
 ) -> MoEConfig:
     """Load and validate a configuration.
 
     :param source: a path to a YAML file, a dict, a ready :class:`MoEConfig`, or ``None`` for
-        ``$MOE_CONFIG`` if set, else the embedded default.
+        ``$MOE_CONFIG`` if set, else the default the installed plugins provide.
+    :param plugins: the plugin manager whose sections, rewrites and defaults apply; by default
+        one with every installed plugin but those the configuration's ``plugins`` disables.
     """
     if isinstance(source, MoEConfig):
         return source
     if source is None and os.environ.get(CONFIG_ENV):
         source = os.environ[CONFIG_ENV]
+    base_dir = Path.cwd()
     if source is None:
-        text = resources.files("moe_core").joinpath(DEFAULT_CONFIG_RESOURCE).read_text("utf-8")
-        data, origin = _parse_yaml(text, "<embedded default config>"), "<embedded default config>"
+        from moe_core.plugins import create_plugin_manager
+
+        plugins = plugins or create_plugin_manager()
+        data, origin = plugins.default_config(), DEFAULT_ORIGIN
+        if not data.get("experts"):
+            raise ConfigError(NO_DEFAULT)
     elif isinstance(source, dict):
-        data, origin = source, "<dict>"
+        data, origin = copy.deepcopy(source), "<dict>"
     else:
         path = Path(source)
         try:
             text = path.read_text("utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-        data, origin = _parse_yaml(text, str(path)), str(path)
+        data, origin, base_dir = _parse_yaml(text, str(path)), str(path), path.parent
     if not isinstance(data, dict):
         raise ConfigError(f"invalid configuration in {origin}: the top level must be a mapping")
-    base_dir = Path(source).parent if isinstance(source, str | os.PathLike) else Path.cwd()
-    data = expand_registry(data, base_dir, origin)
+    if plugins is None:
+        plugins = _plugins_for(data, origin)
+    plugins.prepare_config(data, base_dir, origin)
     try:
         config = MoEConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, origin)) from None
     config._source = origin
+    config._sections = _plugin_sections(config, plugins)
+    config._plugins = plugins
     return config
+
+
+def _plugins_for(data: dict[str, Any], origin: str) -> MoEPluginManager:
+    """The plugin manager a configuration asks for in its ``plugins`` section."""
+    from moe_core.plugins import create_plugin_manager
+
+    try:
+        settings = PluginsConfig.model_validate(data.get("plugins") or {})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, origin, prefix="plugins")) from None
+    return create_plugin_manager(disable=settings.disable, require=settings.require)
+
+
+def _plugin_sections(config: MoEConfig, plugins: MoEPluginManager) -> dict[str, BaseModel | None]:
+    """Every declared section validated against its plugin's model; undeclared ones refused."""
+    declared = plugins.sections
+    given = dict(config.__pydantic_extra__ or {})
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        known = ", ".join(sorted(declared)) or "none"
+        raise ConfigError(
+            f"invalid configuration in {config.source}:\n  {unknown[0]}: unknown section; no "
+            f"installed plugin declares it (plugin sections installed: {known})"
+        )
+    sections: dict[str, BaseModel | None] = {}
+    for name, section in declared.items():
+        try:
+            sections[name] = section.model.model_validate(given.get(name) or {})
+        except ValidationError as exc:
+            if name not in given:
+                sections[name] = None  # left out, and the model has no defaults to fall back on
+                continue
+            raise ConfigError(format_validation_error(exc, config.source, prefix=name)) from None
+    return sections
 
 
 def _parse_yaml(text: str, origin: str) -> Any:

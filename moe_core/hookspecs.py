@@ -6,7 +6,7 @@ the specs below, made discoverable by an entry point in the ``moe`` group of its
     [project.entry-points.moe]
     my-plugin = "my_plugin.plugin"
 
-All hooks are synchronous and called once, at startup, with keyword arguments. Plugins register
+All hooks are synchronous and called at startup, with keyword arguments. Plugins register
 **kinds**: a name, a factory and a pydantic options model. The YAML configuration then names
 *instances* of kinds (``experts: {fast: {kind: my-kind, ...options}}``) and the gateway builds
 each one by calling ``factory(name=..., options=...)`` with the validated options. Work that must
@@ -19,12 +19,18 @@ plugins, and so is a misspelt hook name.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
-    from moe_core.plugins import Register
+    import argparse
+    from pathlib import Path
+
+    from aiohttp import web
+
+    from moe_core.orchestrator import MoE
+    from moe_core.plugins import AddMiddleware, Register, RegisterSection
 
 hookspec = pluggy.HookspecMarker("moe")
 
@@ -124,4 +130,95 @@ def moe_register_frontends(register: Register) -> None:
     :param register: the registration callback.
 
     Called once at startup, while the aiohttp application is assembled.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration: sections a plugin owns, rewriting before validation, the default to serve
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def moe_config_sections(register: RegisterSection) -> None:
+    """Declare the top-level configuration sections this plugin owns.
+
+    Call ``register(name, Model)`` once per section, with a pydantic model (give it
+    ``extra="forbid"``, or subclass :class:`moe_core.Options`, so typos are errors). The core
+    validates the section against it and reports problems with the exact key path
+    (``tracking.store: Input should be 'memory', 'sqlite' or 'redis'``). Parts read the validated
+    section with ``moe.config.section(name)`` (in :meth:`moe_core.Part.attach`); a section the file
+    leaves out is the model's defaults. A top-level key no installed plugin declares is an error
+    naming it.
+
+    :param register: the registration callback; a name registered twice, or one the core owns
+        (``server``, ``experts``, ``gate``, ``combiner``, ``trackers``, ``plugins``), is a
+        startup error naming both plugins.
+
+    Called once per plugin manager, when a configuration is first validated.
+    """
+
+
+@hookspec
+def moe_prepare_config(data: dict[str, Any], base_dir: Path, source: str) -> None:
+    """Rewrite the raw configuration in place, before it is validated.
+
+    For sections that stand for other entries: a model registry that becomes one expert per
+    model, say. Only change what your own section describes.
+
+    :param data: the parsed YAML (or dict) the user gave; change it in place.
+    :param base_dir: the configuration file's folder, for relative paths it names.
+    :param source: where the configuration came from, for error messages.
+
+    Called once per configuration load, before any validation.
+    """
+
+
+@hookspec
+def moe_default_config() -> dict[str, Any] | None:
+    """A fragment of the configuration ``moe serve`` runs when given none.
+
+    Return a dict shaped like a configuration file (``{"experts": {...}, "gate": {...}}``) or
+    ``None``. The fragments of every installed plugin are merged: mappings merge key by key,
+    and two plugins setting the same key to different values is a startup error naming both.
+    With no fragment naming experts, ``moe serve`` says what to install or configure.
+
+    Called when no ``--config`` and no ``$MOE_CONFIG`` is given.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# The HTTP application and the command line
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def moe_setup_app(app: web.Application, moe: MoE, add_middleware: AddMiddleware) -> None:
+    """Add middlewares and startup/cleanup contexts to the gateway's aiohttp application.
+
+    ``add_middleware(middleware, stage=...)`` places an aiohttp middleware in one of three
+    stages, run in this order for each request: ``"auth"`` (who the caller is), ``"limits"``
+    (whether the caller may go on: rate limits, quotas), ``"routes"`` (anything else that wraps
+    the handlers). Within a stage, middlewares run in the order plugins added them. Outside all
+    of them the core assigns the request id, logs the request and turns every error into the
+    wire format's envelope, so a middleware raises :class:`moe_core.MoEError` to refuse.
+
+    Resources with a lifetime go in ``app.cleanup_ctx`` (aiohttp's own API); ``moe`` is the
+    gateway the application serves.
+
+    Called once per application, after the frontends' routes are added.
+    """
+
+
+@hookspec
+def moe_register_commands(commands: argparse._SubParsersAction) -> None:
+    """Add ``moe`` subcommands.
+
+    ``commands`` is the ``argparse`` subparsers object of the ``moe`` command: call
+    ``commands.add_parser(name, help=...)``, add its arguments, and set
+    ``parser.set_defaults(handler=function)``, where ``function(args)`` returns the exit code.
+    Raise :class:`moe_core.ConfigError` or :class:`moe_core.MoEError` for a readable one-line
+    error. Keep imports of heavy libraries inside the handler: every ``moe`` invocation calls
+    this hook.
+
+    Called once, when the command line is parsed.
     """

@@ -8,46 +8,9 @@ nothing downstream knows which frontend a request came from. Unknown OpenAI para
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def trusted(cls: type[M], values: dict[str, Any]) -> M:
-    """An instance of ``cls`` from values the gateway computed itself, every field given.
-
-    Like ``model_construct`` (no validation), without its per-field search for defaults, which
-    costs more than the rest of a request's bookkeeping: these models are built on every request
-    and every expert call, always with every field. Callers must pass every field (the tests
-    check each call site against the validated model). ``values`` becomes the instance's
-    ``__dict__``: a dict the caller built for it, never one it keeps using.
-    """
-    instance = _new_object(cls)
-    _set_dict(instance, values)
-    _set_fields_set(instance, _every_field.get(cls) or _fields_of(cls))
-    _set_extra(instance, None)
-    _set_private(instance, None)
-    return instance
-
-
-def _fields_of(cls: type[BaseModel]) -> set[str]:
-    """The set of every field, shared by every trusted instance of ``cls``: pydantic only ever
-    adds a field's own name to an instance's set of fields set (on assignment), which changes
-    nothing here, and copies it before anything else (``model_copy``)."""
-    return _every_field.setdefault(cls, set(cls.model_fields))
-
-
-_every_field: dict[type[BaseModel], set[str]] = {}
-# The slots every pydantic model has, set straight through their descriptors: what
-# ``object.__setattr__`` does, without looking the name up on every call.
-_new_object = object.__new__
-_set_dict = BaseModel.__dict__["__dict__"].__set__
-_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
-_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
-_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
-
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
@@ -177,7 +140,7 @@ class ExpertCard(BaseModel):
     context_window: int | None = Field(None, ge=1)
     max_output_tokens: int | None = Field(None, ge=1)
     supports_streaming: bool = True
-    # What a model registry knows about a model beyond the above (see moe_core.registry); gates
+    # What a model registry knows about a model beyond the above (see moe_router.registry); gates
     # that filter by capability read them, others may ignore them.
     supports_tools: bool = False
     supports_vision: bool = False
@@ -199,14 +162,10 @@ class Usage(BaseModel):
 
     @classmethod
     def of(cls, prompt_tokens: int, completion_tokens: int) -> Usage:
-        # Built on every call of every expert from ints we computed: no validation needed.
-        return trusted(
-            cls,
-            {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
+        return cls(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=prompt_tokens + completion_tokens,
         )
 
     def __add__(self, other: Usage) -> Usage:

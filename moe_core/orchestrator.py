@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Mapping
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import aclosing
-from typing import Any
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import structlog
 from pydantic import ValidationError
@@ -46,33 +46,31 @@ from moe_core.models import (
     MoEMetadata,
     MoEResponse,
     RoutingDecision,
-    trusted,
 )
+from moe_core.options import CombinerOptions
 from moe_core.parts import Combiner, Gate, Tracker
 from moe_core.plugins import MoEPluginManager, Part, create_plugin_manager
 from moe_core.pool import ExpertPool, ExpertSlot
 from moe_core.run import CallGuard, Run
 from moe_core.signals import find_signals
-from moe_core.tracking.factory import open_store
-from moe_core.tracking.store import Store
 
 log = structlog.get_logger(__name__)
+R = TypeVar("R")
+
+
+@runtime_checkable
+class Resource(Protocol):
+    """Something the parts of one gateway share (a tracking store, a connection pool): started
+    before any part and closed after every part (see :meth:`MoE.resource`)."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 def new_request_id() -> str:
-    """32 random hex digits, like ``uuid4().hex`` at a fraction of its cost: the randomness of
-    256 ids is read from the system at once, where one read per id cost a system call each."""
-    try:
-        return _request_ids.popleft()  # atomic: safe from any thread
-    except IndexError:
-        block = os.urandom(16 * 256).hex()
-        _request_ids.extend(block[at : at + 32] for at in range(32, len(block), 32))
-        return block[:32]
-
-
-_request_ids: deque[str] = deque()
-# A forked worker must not hand out the ids its parent had read ahead.
-os.register_at_fork(after_in_child=_request_ids.clear)
+    """32 random hex digits."""
+    return uuid.uuid4().hex
 
 
 AUTO = "auto"
@@ -93,7 +91,6 @@ class MoE:
         gate: Gate,
         combiner: Combiner,
         trackers: dict[str, Tracker],
-        store: Store | None = None,
     ) -> None:
         self.config = config
         self.plugins = manager
@@ -107,13 +104,11 @@ class MoE:
             kind: tuple(tracker for tracker in trackers.values() if kind in tracker.observes)
             for kind in (RequestStarted, RouteDecided, ExpertCalled, RequestFinished)
         }
-        self.store = store
-        """The store named by ``tracking``, when a tracker keeps its state there."""
+        self._resources: dict[str, Any] = {}
         # Guards that hold something once they admit a call (a breaker's single probe) go last,
         # so that no later guard can refuse the call they admitted.
         self.guards: list[CallGuard] = sorted(
-            find_signals(trackers, CallGuard),
-            key=lambda guard: getattr(guard, "admits_last", False),
+            find_signals(trackers, CallGuard), key=lambda guard: guard.admits_last
         )
         self._combiners: dict[str, Combiner] = {config.combiner.kind: combiner}
         self._started = False
@@ -132,10 +127,14 @@ class MoE:
         Raises :class:`ConfigError` or :class:`PluginError` with a message naming the key or the
         plugin at fault. Nothing heavy happens here; models load in :meth:`start`.
         """
-        config = load_config(dict(source) if isinstance(source, Mapping) else source)
-        manager = plugin_manager or create_plugin_manager(
-            disable=config.plugins.disable, require=config.plugins.require
+        config = load_config(
+            dict(source) if isinstance(source, Mapping) else source, plugins=plugin_manager
         )
+        manager = plugin_manager or config.plugin_manager
+        if manager is None:
+            manager = create_plugin_manager(
+                disable=config.plugins.disable, require=config.plugins.require
+            )
         slots = []
         for name, expert_config in config.experts.items():
             expert = build_part(manager, config, "expert", expert_config, name, f"experts.{name}")
@@ -157,27 +156,28 @@ class MoE:
             name: build_part(manager, config, "tracker", tracker, name, f"trackers.{name}")
             for name, tracker in config.trackers.items()
         }
-        store = None
-        users = [tracker for tracker in trackers.values() if hasattr(tracker, "use_store")]
-        if users:
-            store = open_store(config.tracking)
-            for tracker in users:
-                tracker.use_store(store, refresh_s=config.tracking.refresh_s)
-
         moe = cls(
-            config,
-            manager,
-            pool=ExpertPool(slots),
-            gate=gate,
-            combiner=combiner,
-            trackers=trackers,
-            store=store,
+            config, manager, pool=ExpertPool(slots), gate=gate, combiner=combiner, trackers=trackers
         )
         cards = moe.experts.cards()
         for part in (gate, combiner):
             part.check_experts(cards)
+        for part in (*(slot.expert for slot in slots), *trackers.values(), gate, combiner):
             part.attach(moe)
         return moe
+
+    def resource(self, key: str, factory: Callable[[], R]) -> R:
+        """The one object of this gateway kept under ``key``, made by ``factory`` on first ask.
+
+        Parts that share something (trackers that keep state in one store) ask for it here in
+        :meth:`Part.attach`. A :class:`Resource` is started before every part and closed after
+        them; ``key`` names it in errors, so use the config path it comes from
+        (``tracking.store``).
+        """
+        if key not in self._resources:
+            self._resources[key] = factory()
+        resource: R = self._resources[key]
+        return resource
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -191,14 +191,14 @@ class MoE:
         if self._started:
             return
         self._started = True
-        if self.store is not None:
+        for key, resource in self._resources.items():
+            if not isinstance(resource, Resource):
+                continue
             try:
-                await self.store.start()
+                await resource.start()
             except Exception as exc:
                 self._started = False
-                raise ConfigError(
-                    f"tracking.store: cannot open the {self.config.tracking.store} store: {exc}"
-                ) from exc
+                raise ConfigError(f"{key}: cannot start: {exc}") from exc
         for tracker in self.trackers.values():
             await tracker.start()
         await self.gate.start()
@@ -216,8 +216,9 @@ class MoE:
                 await part.close()
             except Exception as exc:
                 log.warning("part.close_failed", part=part.name, error=str(exc))
-        if self.store is not None:
-            await self.store.close()
+        for resource in reversed(self._resources.values()):
+            if isinstance(resource, Resource):
+                await resource.close()
 
     async def __aenter__(self) -> MoE:
         await self.start()
@@ -386,7 +387,8 @@ class _Execution:
         self.started = started
         self.id = f"chatcmpl-{run.request_id}"
         self.created = int(time.time())
-        self.deadline_s: float | None = getattr(combiner.options, "deadline_s", None)
+        options = combiner.options
+        self.deadline_s = options.deadline_s if isinstance(options, CombinerOptions) else None
 
     def deadline_error(self) -> ExpertTimeout:
         return ExpertTimeout(
@@ -398,25 +400,20 @@ class _Execution:
         run, decision = self.run, self.run.decision
         usage = run.reported_usage
         cost = round(run.cost_usd, 8) if usage is not None and usage.total_tokens else None
-        # Every value here was produced by the gateway itself; validating it again on every
-        # request would only cost time.
-        return trusted(
-            MoEMetadata,
-            {
-                "request_id": run.request_id,
-                "gate": decision.gate,
-                "strategy": self.combiner.name,
-                "experts_used": run.experts_used,
-                "rationale": decision.rationale,
-                "confidence": decision.confidence,
-                "runner_up": decision.runner_up,
-                "latency_ms": run.latency_ms,
-                "total_latency_ms": elapsed_ms(self.started),
-                "fallbacks": run.fallbacks,
-                "notes": run.notes,
-                "cost_usd": cost,
-                "overrides": decision.overrides,
-            },
+        return MoEMetadata(
+            request_id=run.request_id,
+            gate=decision.gate,
+            strategy=self.combiner.name,
+            experts_used=run.experts_used,
+            rationale=decision.rationale,
+            confidence=decision.confidence,
+            runner_up=decision.runner_up,
+            latency_ms=run.latency_ms,
+            total_latency_ms=elapsed_ms(self.started),
+            fallbacks=run.fallbacks,
+            notes=run.notes,
+            cost_usd=cost,
+            overrides=decision.overrides,
         )
 
     @property
@@ -438,15 +435,8 @@ class _Execution:
                 metadata=metadata,
             )
         )
-        return trusted(
-            MoEResponse,
-            {
-                "id": self.id,
-                "created": self.created,
-                "model": self.model,
-                "result": result,
-                "metadata": metadata,
-            },
+        return MoEResponse(
+            id=self.id, created=self.created, model=self.model, result=result, metadata=metadata
         )
 
     async def fail(self, error: MoEError) -> None:

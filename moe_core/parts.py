@@ -8,15 +8,20 @@ validated options model), which the base classes keep as attributes.
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from moe_core.errors import ConfigError, MoEError
 from moe_core.events import ExpertCalled, RequestFinished, RequestStarted, RouteDecided
 from moe_core.models import ChatRequest, Delta, ExpertCard, ExpertResult, RoutingDecision
+from moe_core.options import CombinerOptions
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from aiohttp import web
 
     from moe_core.events import Event
@@ -45,9 +50,12 @@ class Part:
         """
 
     def attach(self, moe: MoE) -> None:
-        """Called once with the assembled gateway, before :meth:`start`, for gates and
-        combiners: a part that is built from other parts (a cascade's scorer) builds them here
-        through ``moe.plugins``, with the same checks as the configuration's own parts.
+        """Called once with the assembled gateway, before :meth:`start`, for every part.
+
+        A part reads its plugin's config section here (``moe.config.section(name)``), asks for
+        what it shares with other parts (``moe.resource(key, factory)``: one tracking store for
+        every tracker), or builds the parts it is made of (a cascade's scorer) through
+        ``moe.plugins``, with the same checks as the configuration's own parts.
         """
 
 
@@ -77,11 +85,7 @@ class Expert(Part):
 
 
 class Gate(Part):
-    """A routing policy.
-
-    A gate that learns from data may also define ``train(output=None, progress=True) -> dict``
-    (fit, write its artefact, return ``{"report": str, ...}``); ``moe gate train`` calls it.
-    """
+    """A routing policy. One that learns from data also implements :class:`TrainableGate`."""
 
     @abc.abstractmethod
     async def route(
@@ -95,6 +99,16 @@ class Gate(Part):
         :param experts: available experts (name to card), in configuration order.
         :param signals: configured trackers by name, to read what they learned.
         """
+
+
+@runtime_checkable
+class TrainableGate(Protocol):
+    """A gate that learns from data: ``moe gate train`` calls :meth:`train`."""
+
+    def train(self, output: Path | None = None, progress: bool = True) -> dict[str, Any]:
+        """Fit, write the artefact (to ``output``, else the gate's own path) and return the
+        metrics, with a human-readable ``"report"``."""
+        ...
 
 
 class Combiner(Part):
@@ -147,8 +161,63 @@ class Scorer(Part):
         """Judge ``answer`` to ``run.request``; may call experts through ``run``."""
 
 
+class ParallelOptions(CombinerOptions):
+    experts: list[str] = Field(
+        default_factory=list, description="Experts to call; default: the decision's"
+    )
+
+
+class ParallelCombiner(Combiner):
+    """A combiner that asks several experts at once: the decision's experts and fallbacks, or
+    those its ``experts`` option names."""
+
+    options: ParallelOptions
+
+    def check_experts(self, experts: Mapping[str, ExpertCard]) -> None:
+        named = {f"experts[{i}]": name for i, name in enumerate(self.options.experts)}
+        require_known_experts(experts, "combiner", named)
+
+    def experts(self, run: Run) -> list[str]:
+        if self.options.experts:
+            return list(self.options.experts)
+        return list(dict.fromkeys([*run.decision.experts, *run.decision.fallbacks]))
+
+    async def answers(self, run: Run) -> list[tuple[str, ExpertResult]]:
+        """Every expert's answer, asked all at once; failures are recorded and tolerated as long
+        as one expert answers."""
+        names = self.experts(run)
+        results = await asyncio.gather(*(run.call(name) for name in names), return_exceptions=True)
+        answered, errors = [], []
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, MoEError):
+                run.record_fallback(name, result)
+                errors.append((name, result))
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                answered.append((name, result))
+        if not answered:
+            raise every_failure(errors)
+        return answered
+
+
+def every_failure(errors: list[tuple[str, MoEError]]) -> MoEError:
+    """The first failure, its message naming every expert that failed."""
+    first = errors[0][1]
+    if len(errors) > 1:
+        first.message = "every expert failed: " + "; ".join(f"{n}: {e.message}" for n, e in errors)
+    return first
+
+
 class Frontend(Part):
-    """A set of HTTP routes speaking one wire format."""
+    """A set of HTTP routes speaking one wire format.
+
+    It is mounted unless ``server.frontends.<name>.enabled`` is false. A frontend that answers
+    paths no other route matched (a catch-all) sets the class attribute ``mounted_by_default``
+    to false, so that it answers only where a configuration asks with ``enabled: true``.
+    """
+
+    mounted_by_default: ClassVar[bool] = True
 
     @abc.abstractmethod
     def setup(self, app: web.Application) -> None:
@@ -163,8 +232,6 @@ def require_known_experts(
     :param path: where the options live in the config (``gate``, ``combiner``).
     :param named: option key to the expert name it holds (``None`` means unset).
     """
-    from moe_core.errors import ConfigError
-
     for key, name in named.items():
         if name is not None and name not in experts:
             raise ConfigError(

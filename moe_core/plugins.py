@@ -8,53 +8,40 @@ is a :class:`PluginError` at startup naming the plugin and its distribution.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Protocol
-from urllib.parse import urlsplit
+from typing import Any, Literal, Protocol
 
 import pluggy
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from moe_core import hookspecs
-from moe_core.errors import PluginError
+from moe_core.errors import ConfigError, PluginError
+
+# Re-exported: plugins import the options bases from here.
+from moe_core.options import BaseURL, CombinerOptions, Options  # noqa: F401
 
 PROJECT = "moe"
 ENTRY_POINT_GROUP = "moe"
-BUILTINS_NAME = "builtins"
+DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("fixed", "moe_core.builtins.fixed"),
+    ("single", "moe_core.builtins.single"),
+    ("memory", "moe_core.builtins.memory"),
+    ("admin", "moe_core.builtins.admin"),
+)
+"""The core's own plugins, registered like installed ones and disabled the same way (by name,
+in ``plugins.disable``): what a bare gateway needs and nothing more."""
+CORE_SECTIONS = frozenset({"server", "experts", "gate", "combiner", "trackers", "plugins"})
+MiddlewareStage = Literal["auth", "limits", "routes"]
+MIDDLEWARE_STAGES: tuple[MiddlewareStage, ...] = ("auth", "limits", "routes")
 
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 Part = Literal["expert", "gate", "combiner", "tracker", "frontend", "scorer"]
 PARTS: tuple[Part, ...] = ("expert", "gate", "combiner", "tracker", "frontend", "scorer")
 _HOOK_OF_PART: dict[Part, str] = {part: f"moe_register_{part}s" for part in PARTS}
-
-
-class Options(BaseModel):
-    """Base for a kind's options: unknown keys are errors, so a typo in config never goes unseen."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-def _http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"must be an http(s) URL, got {value!r}")
-    return value.rstrip("/")
-
-
-BaseURL = Annotated[str, AfterValidator(_http_url)]
-"""An option holding an API root: must be http(s) with a host; kept without a trailing slash."""
-
-
-class CombinerOptions(Options):
-    """What every combiner takes: the gateway enforces ``deadline_s`` around the whole answer,
-    so no combiner has to."""
-
-    deadline_s: float | None = Field(
-        None, gt=0, description="Limit for the whole answer, every expert call included"
-    )
 
 
 class Register(Protocol):
@@ -68,6 +55,27 @@ class Register(Protocol):
         options: type[BaseModel] = ...,
         summary: str | None = ...,
     ) -> None: ...
+
+
+class RegisterSection(Protocol):
+    """The callback :func:`moe_core.hookspecs.moe_config_sections` receives."""
+
+    def __call__(self, name: str, model: type[BaseModel]) -> None: ...
+
+
+class AddMiddleware(Protocol):
+    """The callback :func:`moe_core.hookspecs.moe_setup_app` receives."""
+
+    def __call__(self, middleware: Any, *, stage: MiddlewareStage = "routes") -> None: ...
+
+
+@dataclass(frozen=True)
+class Section:
+    """A top-level configuration section a plugin declared."""
+
+    name: str
+    model: type[BaseModel]
+    plugin: str
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,7 @@ class PluginInfo:
     version: str | None
     hooks: list[str] = field(default_factory=list)
     kinds: dict[str, list[str]] = field(default_factory=dict)
+    sections: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -116,6 +125,7 @@ class PluginInfo:
             "version": self.version,
             "hooks": self.hooks,
             "kinds": self.kinds,
+            "sections": self.sections,
         }
 
 
@@ -160,6 +170,7 @@ class MoEPluginManager:
         self.pm.add_hookspecs(hookspecs)
         self._infos: dict[str, PluginInfo] = {}
         self._kinds: KindRegistry | None = None
+        self._sections: dict[str, Section] | None = None
 
     def register(
         self,
@@ -184,6 +195,7 @@ class MoEPluginManager:
         info.hooks = sorted(impl_name for impl_name in _hook_names(self.pm, plugin))
         self._infos[name] = info
         self._kinds = None
+        self._sections = None
 
     def load_entrypoints(self, disable: Iterable[str] = ()) -> None:
         disabled = set(disable)
@@ -217,8 +229,10 @@ class MoEPluginManager:
 
     @property
     def infos(self) -> dict[str, PluginInfo]:
-        """Every registered plugin, with the kinds it registered."""
+        """Every registered plugin, with the kinds and config sections it registered."""
         self.kinds  # noqa: B018 - kinds are attributed to plugins while they are collected
+        for info in self._infos.values():
+            info.sections = [name for name, s in self.sections.items() if s.plugin == info.name]
         return self._infos
 
     @property
@@ -228,6 +242,74 @@ class MoEPluginManager:
             self._kinds = self._collect_kinds()
         return self._kinds
 
+    @property
+    def sections(self) -> dict[str, Section]:
+        """Every top-level configuration section a plugin declared, by name."""
+        if self._sections is None:
+            self._sections = self._collect_sections()
+        return self._sections
+
+    def _collect_sections(self) -> dict[str, Section]:
+        sections: dict[str, Section] = {}
+        for impl in self.pm.hook.moe_config_sections.get_hookimpls():
+            plugin = impl.plugin_name
+
+            def register(name: str, model: type[BaseModel], plugin: str = plugin) -> None:
+                label = self._infos[plugin].label
+                if name in CORE_SECTIONS:
+                    raise PluginError(
+                        f"plugin {label} declares config section {name!r}, which the core owns"
+                    )
+                if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                    raise PluginError(
+                        f"plugin {label} declares config section {name!r} with "
+                        f"{model!r}, not a pydantic model"
+                    )
+                if name in sections:
+                    raise PluginError(
+                        f"config section {name!r} is declared twice: by plugin "
+                        f"{self._infos[sections[name].plugin].label} and by plugin {label}"
+                    )
+                sections[name] = Section(name, model, plugin)
+
+            self._call(impl, "moe_config_sections", register=register)
+        return sections
+
+    def prepare_config(self, data: dict[str, Any], base_dir: Any, source: str) -> None:
+        """Let each plugin rewrite the raw configuration (its own sections) before validation."""
+        for impl in self.pm.hook.moe_prepare_config.get_hookimpls():
+            self._call(impl, "moe_prepare_config", data=data, base_dir=base_dir, source=source)
+
+    def default_config(self) -> dict[str, Any]:
+        """The merged default-configuration fragments of every plugin (registration order)."""
+        merged: dict[str, Any] = {}
+        owners: dict[str, str] = {}
+        for impl in self.pm.hook.moe_default_config.get_hookimpls():
+            fragment = self._call(impl, "moe_default_config")
+            if fragment is not None:
+                _merge(merged, fragment, owners, impl.plugin_name, self._infos, "")
+        return merged
+
+    def setup_app(self, app: Any, moe: Any, add_middleware: AddMiddleware) -> None:
+        for impl in self.pm.hook.moe_setup_app.get_hookimpls():
+            self._call(impl, "moe_setup_app", app=app, moe=moe, add_middleware=add_middleware)
+
+    def register_commands(self, commands: Any) -> None:
+        for impl in self.pm.hook.moe_register_commands.get_hookimpls():
+            self._call(impl, "moe_register_commands", commands=commands)
+
+    def _call(self, impl: Any, hook: str, **kwargs: Any) -> Any:
+        """One plugin's implementation of ``hook``: a failure names the plugin."""
+        try:
+            return impl.function(**kwargs)
+        except (PluginError, ConfigError):
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {self._infos[impl.plugin_name].label} failed in {hook}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
     def _collect_kinds(self) -> KindRegistry:
         registry = KindRegistry()
         for info in self._infos.values():
@@ -235,18 +317,33 @@ class MoEPluginManager:
         for part in PARTS:
             caller = getattr(self.pm.hook, _HOOK_OF_PART[part])
             # Each implementation is called on its own so every kind is attributed to its plugin.
-            for impl in caller.get_hookimpls():  # registration order
+            for impl in caller.get_hookimpls():
                 register = _registrar(part, impl.plugin_name, registry, self._infos)
-                try:
-                    impl.function(register=register)
-                except PluginError:
-                    raise
-                except Exception as exc:
-                    raise PluginError(
-                        f"plugin {self._infos[impl.plugin_name].label} failed in "
-                        f"{_HOOK_OF_PART[part]}: {type(exc).__name__}: {exc}"
-                    ) from exc
+                self._call(impl, _HOOK_OF_PART[part], register=register)
         return registry
+
+
+def _merge(
+    into: dict[str, Any],
+    fragment: dict[str, Any],
+    owners: dict[str, str],
+    plugin: str,
+    infos: dict[str, PluginInfo],
+    path: str,
+) -> None:
+    """Merge a default-configuration fragment: mappings key by key, a clash is an error."""
+    for key, value in fragment.items():
+        where = f"{path}{key}"
+        if isinstance(value, dict) and isinstance(into.get(key, {}), dict):
+            _merge(into.setdefault(key, {}), value, owners, plugin, infos, f"{where}.")
+        elif key in into and into[key] != value:
+            raise PluginError(
+                f"default configuration: {where} is set by plugin {infos[owners[where]].label} "
+                f"and, differently, by plugin {infos[plugin].label}; disable one of them"
+            )
+        else:
+            into[key] = value
+            owners[where] = plugin
 
 
 def _registrar(
@@ -280,22 +377,20 @@ def create_plugin_manager(
     entrypoints: bool = True,
     plugins: Iterable[tuple[str, object]] = (),
 ) -> MoEPluginManager:
-    """A fresh manager with the built-ins, the installed entry points and any extra plugins.
+    """A fresh manager with the default plugins, the installed entry points and any extra ones.
 
-    :param disable: entry-point names not to load.
+    :param disable: names of default plugins or entry points not to load.
     :param require: plugin names that must be present, or startup fails.
     :param entrypoints: load installed plugins (tests may turn this off).
     :param plugins: extra ``(name, plugin)`` pairs, registered like installed ones.
     """
-    from moe_core.builtins import plugin as builtins_plugin
-
     manager = MoEPluginManager()
-    manager.register(
-        builtins_plugin,
-        BUILTINS_NAME,
-        distribution="moe-core",
-        version=distribution_version("moe-core"),
-    )
+    disabled = set(disable)
+    version = distribution_version("moe-core")
+    for name, module in DEFAULT_PLUGINS:
+        if name not in disabled:
+            plugin = importlib.import_module(module)
+            manager.register(plugin, name, distribution="moe-core", version=version)
     if entrypoints:
         manager.load_entrypoints(disable)
     for name, plugin in plugins:

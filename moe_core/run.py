@@ -16,7 +16,6 @@ from typing import Protocol, runtime_checkable
 
 import structlog
 
-from moe_core.cost import CHARS_PER_TOKEN, RUN_DEFAULT_OUTPUT_TOKENS
 from moe_core.errors import BudgetExceeded, ExpertFailed, ExpertTimeout, MoEError
 from moe_core.events import Event, ExpertCalled, elapsed_ms
 from moe_core.models import (
@@ -33,6 +32,10 @@ from moe_core.pool import ExpertPool, ExpertSlot
 log = structlog.get_logger(__name__)
 
 Emit = Callable[[Event], Awaitable[None]]
+CHARS_PER_TOKEN = 4.0
+"""A prompt's length in tokens, estimated from its characters where no tokenizer is at hand."""
+DEFAULT_OUTPUT_TOKENS = 1024
+"""What the budget check before a call assumes when neither caller nor card limits the answer."""
 
 
 @runtime_checkable
@@ -42,7 +45,13 @@ class CallGuard(Protocol):
     ``admit`` raises a :class:`MoEError` (``ExpertUnavailable``, ``RateLimited``) to refuse; the
     combiner then treats the expert as failed and walks its fallback chain. A refused call never
     reaches the expert, so no :class:`ExpertCalled` event is emitted for it.
+
+    ``admits_last`` is true for a guard that holds something once it admits a call (a breaker's
+    single probe): such guards are asked after all others, so that no later guard refuses a
+    call they admitted.
     """
+
+    admits_last: bool
 
     async def admit(self, expert: str, provider: str) -> None: ...
 
@@ -198,7 +207,7 @@ class Run:
             return
         prompt_chars = sum(len(message.text()) for message in request.messages)
         prompt_tokens = prompt_chars / CHARS_PER_TOKEN
-        answer_tokens = request.output_limit or card.max_output_tokens or RUN_DEFAULT_OUTPUT_TOKENS
+        answer_tokens = request.output_limit or card.max_output_tokens or DEFAULT_OUTPUT_TOKENS
         worst = (
             prompt_tokens * card.cost_per_1k_input + answer_tokens * card.cost_per_1k_output
         ) / 1000

@@ -11,7 +11,7 @@ from aiohttp import web
 from moe_core.appkeys import MOE_KEY
 from moe_core.http import json_response
 from moe_core.parts import Frontend
-from moe_core.plugins import distribution_version
+from moe_core.plugins import Register, distribution_version, hookimpl
 
 
 class AdminFrontend(Frontend):
@@ -70,3 +70,8 @@ async def plugins(request: web.Request) -> web.Response:
 async def stats(request: web.Request) -> web.Response:
     moe = request.app[MOE_KEY]
     return json_response({name: tracker.snapshot() for name, tracker in moe.trackers.items()})
+
+
+@hookimpl
+def moe_register_frontends(register: Register) -> None:
+    register("admin", AdminFrontend)

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 
 from pydantic import Field
 
-from moe_core.models import ChatRequest, ExpertCard, RoutingDecision, trusted
+from moe_core.models import ChatRequest, ExpertCard, RoutingDecision
 from moe_core.parts import Gate, Tracker, require_known_experts
-from moe_core.plugins import Options
+from moe_core.plugins import Options, Register, hookimpl
 
 
 class FixedGateOptions(Options):
@@ -39,23 +39,13 @@ class FixedGate(Gate):
     ) -> RoutingDecision:
         expert = self.options.expert or next(iter(experts))
         fallbacks, rationale = self._described.get(expert) or self._describe(expert)
-        # Every request gets the same decision: built from known-good values, not validated.
-        # A new object each time all the same, with its own lists: a decision is the request's.
-        return trusted(
-            RoutingDecision,
-            {
-                "experts": [expert],
-                "strategy": None,
-                "fallbacks": list(fallbacks),
-                "gate": self.name,
-                "confidence": 1.0,
-                "rationale": rationale,
-                "runner_up": None,
-                "scores": {},
-                "evidence": [],
-                "judge": None,
-                "overrides": {},
-            },
+        # A new object each time, with its own lists: a decision is the request's.
+        return RoutingDecision(
+            experts=[expert],
+            fallbacks=list(fallbacks),
+            gate=self.name,
+            confidence=1.0,
+            rationale=rationale,
         )
 
     def _describe(self, expert: str) -> tuple[tuple[str, ...], str]:
@@ -65,3 +55,8 @@ class FixedGate(Gate):
         )
         self._described[expert] = described
         return described
+
+
+@hookimpl
+def moe_register_gates(register: Register) -> None:
+    register("fixed", FixedGate, options=FixedGateOptions)

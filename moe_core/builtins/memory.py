@@ -10,7 +10,7 @@ from pydantic import Field
 
 from moe_core.events import Event, ExpertCalled, RequestFinished
 from moe_core.parts import Tracker
-from moe_core.plugins import Options
+from moe_core.plugins import Options, Register, hookimpl
 
 
 class MemoryTrackerOptions(Options):
@@ -111,3 +111,13 @@ def percentile(ordered: list[float], q: float) -> float | None:
     low = int(position)
     high = min(low + 1, len(ordered) - 1)
     return round(ordered[low] + (ordered[high] - ordered[low]) * (position - low), 3)
+
+
+@hookimpl
+def moe_register_trackers(register: Register) -> None:
+    register("memory", MemoryTracker, options=MemoryTrackerOptions)
+
+
+@hookimpl
+def moe_default_config() -> dict[str, Any]:
+    return {"trackers": {"memory": {"kind": "memory"}}}

@@ -9,7 +9,7 @@ from pydantic import Field
 from moe_core.errors import MoEError
 from moe_core.models import Delta, ExpertResult
 from moe_core.parts import Combiner
-from moe_core.plugins import CombinerOptions
+from moe_core.plugins import CombinerOptions, Register, hookimpl
 from moe_core.run import Run
 
 
@@ -79,3 +79,8 @@ def _exhausted(run: Run, last: MoEError) -> MoEError:
         tried = "; ".join(f"{record.expert}: {record.error}" for record in run.fallbacks)
         last.message = f"{last.message} (fallbacks tried before it: {tried})"
     return last
+
+
+@hookimpl
+def moe_register_combiners(register: Register) -> None:
+    register("single", SingleCombiner, options=SingleCombinerOptions)

@@ -34,7 +34,9 @@ def test_plugins_json_lists_every_installed_plugin():
     result = run_moe("plugins", "--json")
     assert result.returncode == 0, result.stderr
     plugins = {plugin["name"]: plugin for plugin in json.loads(result.stdout)}
-    assert {"builtins", "openai-compat", "domain-llms"} <= set(plugins)
+    assert {"fixed", "single", "memory", "admin", "openai-compat", "domain-llms"} <= set(plugins)
+    assert {"tracking", "router", "strategies"} <= set(plugins)
+    assert plugins["tracking"]["sections"] == ["tracking"]
     assert plugins["domain-llms"]["kinds"] == {
         "expert": ["hf-causal-lm", "sentence-embedding"],
         "gate": ["tfidf-nb", "embedding", "quality-cost"],

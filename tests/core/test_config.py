@@ -11,7 +11,7 @@ from moe_core.testing import make_moe
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"experts": {"a": {"kind": "echo"}}, "sever": {}}, "sever: unknown key"),
+        ({"experts": {"a": {"kind": "echo"}}, "sever": {}}, "sever: unknown section"),
         ({"experts": {"a": {"kind": "echo"}}, "server": {"port": "eighty"}}, "server.port:"),
         ({"experts": {}}, "experts: Dictionary should have at least 1 item"),
         ({"experts": {"a": {"prefix": "x"}}}, "experts.a.kind: Field required"),
@@ -108,7 +108,17 @@ def test_moe_config_environment_variable_is_used(tmp_path, monkeypatch):
 def test_the_embedded_default_needs_no_file(monkeypatch):
     monkeypatch.delenv("MOE_CONFIG", raising=False)
     config = load_config(None)
-    assert config.source == "<embedded default config>"
+    assert config.source == "<default configuration of the installed plugins>"
+    # The installed plugins' fragments, merged: trackers from the core and moe-tracking.
+    assert list(config.trackers) == [
+        "memory",
+        "performance",
+        "breaker",
+        "feedback",
+        "ab-tests",
+        "rate-limit",
+    ]
+    assert config.section("tracking").store == "sqlite"
     assert set(config.experts) == {"general", "healthcare", "finance", "cybersecurity"}
     assert {expert.kind for expert in config.experts.values()} == {"hf-causal-lm"}
     assert config.gate.kind == "embedding"

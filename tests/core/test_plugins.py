@@ -29,35 +29,33 @@ class Misspelt:
         pass
 
 
-def test_builtins_register_through_the_same_hooks():
+def test_the_cores_default_plugins_register_through_the_same_hooks():
     manager = create_plugin_manager(entrypoints=False)
-    info = manager.infos["builtins"]
-    assert info.distribution == "moe-core"
-    assert info.kinds == {
-        "gate": ["fixed", "multi-factor"],
-        "combiner": [
-            "single",
-            "first-success",
-            "concat",
-            "chain",
-            "cascade",
-            "parallel-vote",
-            "quality-weighted",
-            "judge",
-            "mixture-of-agents",
-        ],
-        "tracker": [
-            "memory",
-            "performance",
-            "circuit-breaker",
-            "feedback",
-            "ab-tests",
-            "rate-limit",
-        ],
-        "frontend": ["admin", "tracking"],
-        "scorer": ["answer-check", "judge"],
+    kinds = {name: info.kinds for name, info in manager.infos.items()}
+    assert kinds == {
+        "fixed": {"gate": ["fixed"]},
+        "single": {"combiner": ["single"]},
+        "memory": {"tracker": ["memory"]},
+        "admin": {"frontend": ["admin"]},
     }
-    assert "moe_register_gates" in info.hooks
+    assert {info.distribution for info in manager.infos.values()} == {"moe-core"}
+    assert "moe_register_gates" in manager.infos["fixed"].hooks
+
+
+def test_a_default_plugin_can_be_disabled_like_an_installed_one():
+    manager = create_plugin_manager(entrypoints=False, disable=["admin", "memory"])
+    assert set(manager.infos) == {"fixed", "single"}
+    assert manager.kinds.names("frontend") == []
+
+
+def test_features_come_from_their_own_distributions():
+    manager = create_plugin_manager()
+    assert manager.kinds.get("gate", "multi-factor").plugin == "router"
+    assert manager.kinds.get("tracker", "circuit-breaker").plugin == "tracking"
+    assert manager.kinds.get("combiner", "cascade").plugin == "strategies"
+    assert manager.infos["tracking"].distribution == "moe-tracking"
+    assert manager.sections["tracking"].plugin == "tracking"
+    assert manager.sections["registry"].plugin == "router"
 
 
 def test_installed_plugins_are_found_through_entry_points():

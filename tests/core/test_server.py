@@ -209,7 +209,9 @@ async def test_plugins_and_stats_endpoints(gateway):
     client = await gateway(ECHO)
     plugins = await (await client.get("/-/plugins")).json()
     by_name = {plugin["name"]: plugin for plugin in plugins}
-    assert by_name["builtins"]["kinds"]["gate"] == ["fixed", "multi-factor"]
+    assert by_name["fixed"]["kinds"]["gate"] == ["fixed"]
+    assert by_name["router"]["kinds"]["gate"] == ["multi-factor"]
+    assert by_name["tracking"]["sections"] == ["tracking"]
     assert by_name["openai-compat"]["distribution"] == "moe-openai-compat"
     assert by_name["openai-compat"]["version"]
     assert "moe_register_experts" in by_name["openai-compat"]["hooks"]
@@ -240,3 +242,29 @@ async def test_an_unexpected_exception_is_a_500_envelope_without_a_traceback(gat
     error = assert_envelope(await response.json(), "internal_error")
     assert "internal detail" not in error["message"]
     assert response.headers["X-Request-Id"] in error["message"]
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/healthz", "/wp-admin", "/What%20is%20a%20star"])
+async def test_an_unmatched_get_is_a_404_and_starts_no_generation(gateway, path):
+    client = await gateway(ECHO)
+    response = await client.get(path)
+    assert response.status == 404
+    assert_envelope(await response.json(), "not_found")
+    stats = await (await client.get("/-/stats")).json()
+    assert stats["memory"]["requests"] == 0
+
+
+async def test_serving_freezes_startup_objects_and_collects_young_ones_less_often():
+    import gc
+
+    from moe_core.server import GC_FIRST_GENERATION_THRESHOLD, tune_garbage_collector
+
+    before = gc.get_threshold()
+    try:
+        await tune_garbage_collector()
+        assert gc.get_threshold()[0] == max(before[0], GC_FIRST_GENERATION_THRESHOLD)
+        assert gc.get_threshold()[1:] == before[1:]
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

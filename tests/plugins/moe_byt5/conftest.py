@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from moe_byt5.testing import build_byt5
 from moe_longformer.testing import build_led, build_longformer
 

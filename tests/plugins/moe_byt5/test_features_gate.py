@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
-from moe_byt5 import artefact, features
 
+from moe_byt5 import artefact, features
 from moe_core import ConfigError, InvalidRequest
 from moe_core.testing import make_moe
 from tests.conftest import run_moe

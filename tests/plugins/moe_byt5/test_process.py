@@ -7,8 +7,8 @@ import asyncio
 import os
 
 import pytest
-from moe_byt5 import features
 
+from moe_byt5 import features
 from tests.plugins.moe_byt5.conftest import service_config
 
 CODE = "const total = items.reduce((sum, x) => sum + x.price * x.qty, 0);"
@@ -239,8 +239,9 @@ async def test_concurrent_requests_get_the_answers_sequential_ones_get(gateway, 
 def test_example_config_names_the_seed_models(tiny_models) -> None:
     from pathlib import Path
 
-    import moe_byt5
     import yaml
+
+    import moe_byt5
 
     example = Path(moe_byt5.__file__).parent / "examples" / "process.yaml"
     config = yaml.safe_load(example.read_text())

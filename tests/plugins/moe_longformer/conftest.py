@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from moe_longformer.testing import build_led, build_longformer
 
 

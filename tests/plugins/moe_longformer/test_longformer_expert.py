@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from moe_longformer.testing import WINDOW
 
+from moe_longformer.testing import WINDOW
 from tests.conftest import run_moe, user
 
 DOCUMENT = " ".join(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from moe_pollinations.registry import experts_config, snapshot
 from moe_pollinations.testing import FakePollinations
 
@@ -37,7 +38,8 @@ def full_config(
     gate: dict[str, Any] | None = None,
     experts: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Every snapshot model as an expert, the task-classifier gate, the single combiner."""
+    """Every snapshot model as an expert, the task-classifier gate, the single combiner, and
+    ``GET /{prompt}`` mounted, as the example configuration does."""
     config_experts = experts_config(snapshot(), **expert_options)
     for name, extra in (experts or {}).items():
         config_experts[name].update(extra)
@@ -46,4 +48,5 @@ def full_config(
         "gate": {"kind": "task-classifier", "classifier": classifier, **connection, **(gate or {})},
         "combiner": {"kind": "single"},
         "trackers": {},
+        "server": {"frontends": {"pollinations": {"enabled": True}}},
     }

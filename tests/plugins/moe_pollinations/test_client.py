@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
+from moe_core import RateLimited
 from moe_pollinations import client as client_module
 from moe_pollinations.client import ConnectionOptions, PollinationsClient
 from moe_pollinations.testing import FakePollinations, ModelBehaviour
-
-from moe_core import RateLimited
 
 
 def make_client(fake: FakePollinations, **options) -> PollinationsClient:

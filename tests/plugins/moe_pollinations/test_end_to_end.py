@@ -8,8 +8,8 @@ import json
 
 import openai
 import pytest
-from moe_pollinations.media import jpeg, jpeg_comment, jpeg_size, mp3_frames
 
+from moe_pollinations.media import jpeg, jpeg_comment, jpeg_size, mp3_frames
 from tests.conftest import user
 from tests.plugins.moe_pollinations.conftest import full_config
 

@@ -7,8 +7,8 @@ import itertools
 import json
 
 import pytest
-from moe_pollinations.testing import ModelBehaviour
 
+from moe_pollinations.testing import ModelBehaviour
 from tests.conftest import user
 from tests.plugins.moe_pollinations.conftest import full_config
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import aiohttp
+
 from moe_pollinations.media import jpeg, jpeg_comment, jpeg_size, mp3, mp3_frames
 from moe_pollinations.testing import FakePollinations, ModelBehaviour
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+
 from moe_pollinations.frontend import PromptFrontend, PromptFrontendOptions
 from moe_pollinations.media import jpeg_size, mp3_frames
 from moe_pollinations.testing import ModelBehaviour
-
 from tests.plugins.moe_pollinations.conftest import full_config
 
 
@@ -25,6 +25,18 @@ async def test_prompt_in_the_path_answers_plain_text_with_headers(
     assert float(response.headers["X-MoE-Latency"]) >= 0
     sent = fake.calls("openai-fast")[0].body
     assert sent["seed"] == 3 and sent["temperature"] == 0.1
+
+
+async def test_the_prompt_route_is_mounted_only_where_the_config_enables_it(
+    gateway, fake, expert_options, connection
+):
+    config = full_config(expert_options, connection)
+    del config["server"]
+    client = await gateway(config)
+    response = await client.get("/What%20is%20a%20neutron%20star")
+    assert response.status == 404
+    assert (await response.json())["error"]["code"] == "not_found"
+    assert not fake.calls("openai-fast")
 
 
 async def test_format_image_answers_the_picture_itself(gateway, expert_options, connection):
@@ -105,7 +117,7 @@ async def test_the_prompt_route_needs_the_api_key_when_keys_are_set(
 ):
     monkeypatch.setenv("MOE_TEST_KEYS", "k1")
     config = full_config(expert_options, connection)
-    config["server"] = {"api_keys_env": "MOE_TEST_KEYS"}
+    config["server"]["api_keys_env"] = "MOE_TEST_KEYS"
     client = await gateway(config)
     assert (await client.get("/hello")).status == 401
     response = await client.get("/hello", headers={"Authorization": "Bearer k1"})

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from moe_pollinations.classify import heuristic, parse_llm_answer
-from moe_pollinations.testing import ModelBehaviour
 
 from moe_core.testing import make_moe
+from moe_pollinations.classify import heuristic, parse_llm_answer
+from moe_pollinations.testing import ModelBehaviour
 from tests.conftest import user
 from tests.plugins.moe_pollinations.conftest import full_config
 

@@ -7,11 +7,11 @@ import json
 import time
 
 import pytest
-from moe_pollinations.registry import experts_config, snapshot
-from moe_pollinations.testing import snapshot_raw
 
 from moe_core import ConfigError
 from moe_core.testing import make_moe
+from moe_pollinations.registry import experts_config, snapshot
+from moe_pollinations.testing import snapshot_raw
 from tests.conftest import run_moe
 
 

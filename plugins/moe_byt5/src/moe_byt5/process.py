@@ -30,6 +30,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from moe_byt5 import features
+from moe_byt5.gate import FeaturesGate
 from moe_core import (
     MOE_KEY,
     Frontend,
@@ -224,9 +225,8 @@ def _expert_named(moe: MoE, name: str | None) -> str | None:
     """The configured expert ``force_expert`` names, also by a label of the gate (``byt5``)."""
     if name is None or name in moe.experts:
         return name
-    expert_for = getattr(moe.gate, "expert_for", None)
-    if expert_for is not None and expert_for(name) in moe.experts:
-        return expert_for(name)
+    if isinstance(moe.gate, FeaturesGate) and moe.gate.expert_for(name) in moe.experts:
+        return moe.gate.expert_for(name)
     raise InvalidRequest(
         f"unknown expert {name!r} in options.force_expert; configured experts: "
         f"{', '.join(moe.experts)}",

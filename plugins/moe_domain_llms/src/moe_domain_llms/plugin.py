@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from importlib import resources
+from typing import Any
+
+import yaml
+
 from moe_core import Register, hookimpl
 from moe_domain_llms.answer_quality import AnswerQualityOptions, AnswerQualityScorer
 from moe_domain_llms.embedder import SentenceEmbeddingExpert, SentenceEmbeddingOptions
@@ -39,3 +44,9 @@ def moe_register_gates(register: Register) -> None:
 def moe_register_scorers(register: Register) -> None:
     register("quality-prior", QualityPriorScorer, options=QualityPriorOptions)
     register("answer-quality", AnswerQualityScorer, options=AnswerQualityOptions)
+
+
+@hookimpl
+def moe_default_config() -> dict[str, Any]:
+    """Four domain experts on one small local model, and the learned gate between them."""
+    return yaml.safe_load(resources.files(__package__).joinpath("default.yaml").read_text("utf-8"))

@@ -4,7 +4,7 @@ The ``quality-cost`` gate decides before any call; in a ``cascade`` the cheap ex
 answered, so two kinds of evidence meet here: the trained predictor's prior for the prompt
 (``P(cheap answer as good as the strong one)``, below its calibrated threshold the prompt is one
 the cheap expert usually gets wrong) and, with ``answer_check``, what the answer itself shows
-(see :func:`moe_core.builtins.scorers.answer_check`). Either is enough to escalate: the doubt is
+(see :func:`moe_core.answers.answer_check`). Either is enough to escalate: the doubt is
 the larger of the two, the prior's mapped so that its threshold lands on the cascade's default
 0.5 (at the threshold 0.5, one point of probability below it one point above 0.5).
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from moe_core import ExpertResult, Run, Scorer, Verdict
-from moe_core.builtins.scorers import answer_check
+from moe_core.answers import answer_check
 from moe_domain_llms.quality_gate import PriorOptions, QualityPrior
 
 

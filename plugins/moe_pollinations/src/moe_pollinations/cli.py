@@ -1,6 +1,6 @@
 """``moe pollinations sync``: refresh the cached model listing now, or print it as config.
 
-Added to the ``moe`` command through the ``moe.commands`` entry point. Connection settings come
+Added to the ``moe`` command through the ``moe_register_commands`` hook. Connection settings come
 from the flags, else from the first ``pollinations`` expert of the configuration, else the
 defaults (the public Pollinations hosts).
 """

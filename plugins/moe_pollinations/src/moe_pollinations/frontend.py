@@ -8,7 +8,9 @@ Query parameters ``model``, ``seed``, ``temperature``, ``top_p``, ``max_tokens``
 
 The route matches any path, so it is not a route at all: it is a middleware that answers only
 requests no other route matched (and never paths under ``/v1/``, ``/-/`` or ``/openai``), so
-whatever the order frontends are mounted in, it cannot shadow another frontend's routes.
+whatever the order frontends are mounted in, it cannot shadow another frontend's routes. Because
+it turns any unknown URL into a generation, it is mounted only where the configuration asks for
+it (``server.frontends.pollinations.enabled: true``); elsewhere an unknown URL is a 404.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class PromptFrontend(Frontend):
     """``GET /{prompt}``: plain text (or ``?format=image``) answers with MoE headers."""
 
     options: PromptFrontendOptions
+    mounted_by_default = False
 
     def setup(self, app: web.Application) -> None:
         limit = self.options.max_prompt_chars

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from moe_core import Register, hookimpl
 from moe_pollinations.expert import PollinationsExpert, PollinationsOptions
 from moe_pollinations.frontend import PromptFrontend, PromptFrontendOptions
@@ -27,3 +29,10 @@ def moe_register_combiners(register: Register) -> None:
 @hookimpl
 def moe_register_frontends(register: Register) -> None:
     register("pollinations", PromptFrontend, options=PromptFrontendOptions)
+
+
+@hookimpl
+def moe_register_commands(commands: argparse._SubParsersAction) -> None:
+    from moe_pollinations.cli import add_commands
+
+    add_commands(commands)

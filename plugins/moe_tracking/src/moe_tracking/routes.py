@@ -1,0 +1,241 @@
+"""The ``tracking`` frontend: feedback, routing statistics, expert reports, breakers, A/B tests.
+
+Every route reads or changes a tracker of the gateway; when the tracker a route needs is not
+configured, it says which kind to add (404 ``tracker_not_configured``), never a 500.
+
+- ``POST /v1/feedback``, ``GET /v1/feedback/{request_id}``
+- ``GET /v1/routing/stats``, ``GET /v1/experts/{expert}/report``
+- ``GET /v1/circuit-breakers``, ``POST /v1/circuit-breakers/{name}/reset``
+- ``POST /v1/ab-tests``, ``GET /v1/ab-tests``, ``GET /v1/ab-tests/{id}`` (analysis),
+  ``POST /v1/ab-tests/{id}/stop``
+- ``GET /v1/rate-limits`` (what each key and expert used this minute)
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from moe_core.appkeys import MOE_KEY
+from moe_core.errors import InvalidRequest, MoEError, NotFound
+from moe_core.http import json_response, read_json_body
+from moe_core.orchestrator import MoE
+from moe_core.parts import Frontend
+from moe_tracking.breaker import CircuitBreakerTracker
+from moe_tracking.experiments import ABTestSpec, ABTestTracker
+from moe_tracking.feedback import Feedback, FeedbackTracker
+from moe_tracking.performance import ALL_TASKS, PerformanceTracker
+from moe_tracking.ratelimit import RateLimitTracker
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+KIND_OF = {
+    FeedbackTracker: "feedback",
+    PerformanceTracker: "performance",
+    CircuitBreakerTracker: "circuit-breaker",
+    ABTestTracker: "ab-tests",
+    RateLimitTracker: "rate-limit",
+}
+
+
+class TrackingFrontend(Frontend):
+    """Feedback, statistics, reports, circuit breakers and A/B tests over HTTP."""
+
+    def setup(self, app: web.Application) -> None:
+        routes = [
+            ("POST", "/v1/feedback", post_feedback),
+            ("GET", "/v1/feedback/{request_id}", get_feedback),
+            ("GET", "/v1/routing/stats", routing_stats),
+            ("GET", "/v1/experts/{expert}/report", expert_report),
+            ("GET", "/v1/circuit-breakers", breakers),
+            ("POST", "/v1/circuit-breakers/{name}/reset", reset_breaker),
+            ("POST", "/v1/ab-tests", start_ab_test),
+            ("GET", "/v1/ab-tests", list_ab_tests),
+            ("GET", "/v1/ab-tests/{test_id}", analyse_ab_test),
+            ("POST", "/v1/ab-tests/{test_id}/stop", stop_ab_test),
+            ("GET", "/v1/rate-limits", rate_limits),
+        ]
+        for method, path, handler in routes:
+            app.router.add_route(method, path, _store_errors_are_503(handler))
+
+
+class StoreUnavailable(MoEError):
+    """The tracking store cannot be reached: nothing was recorded, try again."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "store_unavailable"
+
+
+def _store_errors() -> tuple[type[Exception], ...]:
+    """What a store that is down raises: Redis's errors only where the redis extra is installed."""
+    try:
+        from redis.exceptions import RedisError
+    except ImportError:
+        return (OSError, sqlite3.Error)
+    return (OSError, sqlite3.Error, RedisError)
+
+
+def _store_errors_are_503(handler: Handler) -> Handler:
+    """A store that is down is a 503 saying so (so feedback is never acknowledged unstored)."""
+    store_errors = _store_errors()
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except store_errors as exc:
+            raise StoreUnavailable(
+                f"The tracking store is unavailable ({type(exc).__name__}: {exc}); nothing was "
+                "recorded, retry later",
+                headers={"Retry-After": "1"},
+            ) from exc
+
+    return guarded
+
+
+def trackers_of(moe: MoE, kind: type[T]) -> list[T]:
+    return [tracker for tracker in moe.trackers.values() if isinstance(tracker, kind)]
+
+
+def tracker_of(moe: MoE, kind: type[T]) -> T:
+    """The first configured tracker of a class, or a 404 naming the kind to configure."""
+    found = trackers_of(moe, kind)
+    if not found:
+        raise NotFound(
+            f"This gateway has no {KIND_OF.get(kind, kind.__name__)!r} tracker; add one under "
+            f"'trackers' in the configuration (kind: {KIND_OF.get(kind, kind.__name__)})",
+            code="tracker_not_configured",
+        )
+    return found[0]
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    """The JSON body validated against ``model``; the first problem is a 400 naming the field."""
+    body = await read_json_body(request)
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        param = ".".join(str(part) for part in error["loc"]) or None
+        if error["type"] == "json_invalid":
+            raise InvalidRequest(
+                f"We could not parse the JSON body of your request: {error['msg']}",
+                code="invalid_json",
+            ) from None
+        if error["type"] == "missing":
+            raise InvalidRequest(f"Missing required parameter: '{param}'.", param=param) from None
+        message = error["msg"].removeprefix("Value error, ")
+        where = f"Invalid value for '{param}': " if param else "Invalid request: "
+        if error["type"] == "extra_forbidden":
+            message = "unknown parameter"
+        raise InvalidRequest(f"{where}{message}.", param=param, code="invalid_value") from None
+
+
+async def post_feedback(request: web.Request) -> web.Response:
+    """Record feedback durably (committed before this answers), then update learned weights."""
+    moe = request.app[MOE_KEY]
+    feedback = await parse_body(request, Feedback)
+    stored = await tracker_of(moe, FeedbackTracker).record(feedback, set(moe.experts))
+    for experiments in trackers_of(moe, ABTestTracker):
+        await experiments.on_feedback(stored["request_id"], stored["score"])
+    return json_response({"object": "feedback", **stored}, status=201)
+
+
+async def get_feedback(request: web.Request) -> web.Response:
+    moe = request.app[MOE_KEY]
+    request_id = request.match_info["request_id"]
+    stored = await tracker_of(moe, FeedbackTracker).get(request_id)
+    if stored is None:
+        raise NotFound(f"No feedback for request {request_id!r}", code="feedback_not_found")
+    return json_response({"object": "feedback", **stored})
+
+
+async def routing_stats(request: web.Request) -> web.Response:
+    moe = request.app[MOE_KEY]
+    performance = tracker_of(moe, PerformanceTracker)
+    await performance.sync()
+    stats: dict[str, Any] = performance.routing_stats()
+    for breaker in trackers_of(moe, CircuitBreakerTracker):
+        stats["circuit_breakers"] = await breaker.fresh_status()
+    for experiments in trackers_of(moe, ABTestTracker):
+        stats["ab_tests"] = await experiments.list_tests()
+    return json_response(stats)
+
+
+async def expert_report(request: web.Request) -> web.Response:
+    """Everything known about one expert: card, performance per task, feedback, its breaker."""
+    moe = request.app[MOE_KEY]
+    expert = request.match_info["expert"]
+    if expert not in moe.experts:
+        raise NotFound(
+            f"No expert {expert!r}; configured experts: {', '.join(moe.experts)}",
+            code="expert_not_found",
+        )
+    task = request.query.get("task_type") or None
+    card = moe.experts[expert].card
+    report: dict[str, Any] = {"expert": expert, "task_type": task, "card": card.model_dump()}
+    for performance in trackers_of(moe, PerformanceTracker):
+        await performance.sync()
+        full = performance.report(expert)
+        report["performance"] = full["overall"] if task is None else full["tasks"].get(task)
+        if task is None:
+            report["performance_by_task"] = full["tasks"]
+    for feedback in trackers_of(moe, FeedbackTracker):
+        await feedback.sync()
+        report["feedback"] = feedback.summary(expert, task)
+        report["learned_weight"] = feedback.learned_weight(expert, task)
+    for breaker in trackers_of(moe, CircuitBreakerTracker):
+        target = expert if breaker.options.scope == "expert" else card.provider
+        status = (await breaker.fresh_status()).get(target)
+        report["circuit_breaker"] = {"name": target, **(status or {"state": "closed"})}
+    report.setdefault("performance", None)
+    return json_response(report)
+
+
+async def breakers(request: web.Request) -> web.Response:
+    breaker = tracker_of(request.app[MOE_KEY], CircuitBreakerTracker)
+    return json_response({"object": "list", "data": await breaker.fresh_status()})
+
+
+async def reset_breaker(request: web.Request) -> web.Response:
+    breaker = tracker_of(request.app[MOE_KEY], CircuitBreakerTracker)
+    name = request.match_info["name"]
+    return json_response({"name": name, **await breaker.reset(name)})
+
+
+async def start_ab_test(request: web.Request) -> web.Response:
+    moe = request.app[MOE_KEY]
+    spec = await parse_body(request, ABTestSpec)
+    test = await tracker_of(moe, ABTestTracker).start_test(spec, set(moe.experts))
+    return json_response(test, status=201)
+
+
+async def list_ab_tests(request: web.Request) -> web.Response:
+    tests = await tracker_of(request.app[MOE_KEY], ABTestTracker).list_tests()
+    return json_response({"object": "list", "data": tests})
+
+
+async def analyse_ab_test(request: web.Request) -> web.Response:
+    experiments = tracker_of(request.app[MOE_KEY], ABTestTracker)
+    return json_response(await experiments.analyse(request.match_info["test_id"]))
+
+
+async def stop_ab_test(request: web.Request) -> web.Response:
+    experiments = tracker_of(request.app[MOE_KEY], ABTestTracker)
+    return json_response(await experiments.stop_test(request.match_info["test_id"]))
+
+
+async def rate_limits(request: web.Request) -> web.Response:
+    limiter = tracker_of(request.app[MOE_KEY], RateLimitTracker)
+    return json_response({**limiter.snapshot(), "this_minute": await limiter.usage()})
+
+
+__all__ = ["ALL_TASKS", "TrackingFrontend"]

@@ -1,0 +1,69 @@
+"""The ``tracking`` section of the configuration, and the one store it names per gateway."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from moe_core.plugins import Options
+from moe_tracking.store import MemoryStore, Store
+
+SECTION = "tracking"
+RESOURCE = "tracking.store"
+"""Under this key the gateway keeps the store every tracker of it shares."""
+
+DATA_DIR_ENV = "MOE_DATA_DIR"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class TrackingConfig(Options):
+    """``tracking``: where trackers keep what they learn, shared by every tracker that stores.
+
+    ``memory`` forgets on restart; ``sqlite`` (the embedded default) keeps feedback and counters
+    across restarts of one instance; ``redis`` shares them between every instance pointing at the
+    same server, which is how several gateways behind a load balancer agree on breakers, limits,
+    weights and A/B assignments.
+    """
+
+    store: Literal["memory", "sqlite", "redis"] = "sqlite"
+    path: str | None = Field(
+        None,
+        description="SQLite file; default: $MOE_DATA_DIR, else $XDG_DATA_HOME/moe, else "
+        "~/.local/share/moe, then tracking.sqlite3.",
+    )
+    redis_url_env: str = Field(
+        "MOE_REDIS_URL", description="Environment variable holding the Redis URL."
+    )
+    redis_url: str | None = Field(
+        None, description="The Redis URL itself; prefer redis_url_env when it holds a password."
+    )
+    prefix: str = Field("moe:", description="Prefix of every key in Redis (or row in SQLite).")
+    refresh_s: float = Field(
+        0.5, gt=0, description="How often trackers on a shared store refresh their local view."
+    )
+
+
+def data_dir() -> Path:
+    """Where the gateway keeps its files: ``$MOE_DATA_DIR``, else the XDG data directory."""
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV]).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base).expanduser() / "moe"
+
+
+def open_store(config: TrackingConfig) -> Store:
+    """Build (not yet connect) the configured store; :meth:`Store.start` connects."""
+    if config.store == "memory":
+        return MemoryStore(config.prefix)
+    if config.store == "sqlite":
+        from moe_tracking.sqlite import SQLiteStore
+
+        path = Path(config.path).expanduser() if config.path else data_dir() / "tracking.sqlite3"
+        return SQLiteStore(path, config.prefix)
+    from moe_tracking.redis import RedisStore
+
+    url = config.redis_url or os.environ.get(config.redis_url_env) or DEFAULT_REDIS_URL
+    return RedisStore(url, config.prefix)
