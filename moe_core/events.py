@@ -51,6 +51,8 @@ class ExpertCalled:
     cost_usd: float | None = None
     error: str | None = None
     error_code: str | None = None
+    error_status: int | None = None
+    """The error's HTTP status: 4xx, the caller's request was refused; 5xx, the expert failed."""
 
 
 @dataclass(slots=True)

@@ -27,7 +27,16 @@ async def read_json_body(request: web.Request) -> bytes:
     limit = request.app[BODY_LIMIT_KEY]
     if request.content_length is not None and request.content_length > limit:
         raise body_too_large(request.content_length, limit)
-    body = await request.read()
+    try:
+        body = await request.read()
+    except web.RequestPayloadError as exc:
+        # aiohttp parses no further request on this connection, so tell the client to open another.
+        encoding = request.headers.get("Content-Encoding")
+        raise InvalidRequest(
+            f"The request body could not be decoded with its Content-Encoding ({encoding})",
+            code="invalid_encoding",
+            headers={"Connection": "close"},
+        ) from exc
     if not body.strip():
         raise InvalidRequest("The request body is empty; send a JSON object", code="invalid_json")
     return body

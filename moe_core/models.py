@@ -59,6 +59,10 @@ class RoutingHints(BaseModel):
 
 
 _NO_HINTS = RoutingHints()
+# Bounds on the request's integers: a seed is a signed 64-bit integer, as OpenAI's; token counts
+# fit the 32-bit integers inference servers keep them in. Larger values no upstream can take.
+Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+TokenCount = Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 
 class StreamOptions(BaseModel):
@@ -76,13 +80,13 @@ class ChatRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_tokens: TokenCount | None = None
+    max_completion_tokens: TokenCount | None = None
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int | None = Field(None, ge=1, le=1, description="Only one choice is supported.")
-    seed: int | None = None
+    seed: Seed | None = None
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     user: str | None = None

@@ -254,6 +254,7 @@ class Run:
                 cost_usd=cost,
                 error=None if error is None else str(getattr(error, "message", error)),
                 error_code=moe_error.code if moe_error else None,
+                error_status=moe_error.status if moe_error else None,
             )
         )
 

@@ -197,7 +197,10 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
             "Missing API key: send it as 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if not any(hmac.compare_digest(key, valid) for valid in request.app[API_KEYS_KEY]):
+    # Bytes, because compare_digest refuses non-ASCII str (header bytes that are not UTF-8 come
+    # back from aiohttp's surrogateescape decoding as sent).
+    sent = key.encode("utf-8", "surrogateescape")
+    if not any(hmac.compare_digest(sent, ok.encode()) for ok in request.app[API_KEYS_KEY]):
         raise AuthenticationFailed(
             "Incorrect API key provided.", headers={"WWW-Authenticate": "Bearer"}
         )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 
+import orjson
 import pytest
 
 from tests.conftest import user
@@ -163,6 +165,45 @@ async def test_bearer_keys_when_configured(gateway, monkeypatch):
     assert response.status == 200
     # Load balancers probe /health without a key.
     assert (await client.get("/health")).status == 200
+
+
+async def test_non_ascii_bearer_keys_are_compared_not_crashed_on(gateway, monkeypatch):
+    monkeypatch.setenv("TEST_GATEWAY_KEYS", "secret-one,clé")
+    client = await gateway({**ECHO, "server": {"api_keys_env": "TEST_GATEWAY_KEYS"}})
+    for key, status in [("clé", 200), ("naïve", 401), ("cle", 401)]:
+        response = await client.post(
+            "/v1/chat/completions", json=user("hi"), headers={"Authorization": f"Bearer {key}"}
+        )
+        assert response.status == status
+        if status == 401:
+            error = assert_envelope(await response.json(), "invalid_api_key")
+            assert error["message"] == "Incorrect API key provided."
+    # A key whose bytes are not UTF-8 at all (the HTTP client above always sends UTF-8).
+    body = orjson.dumps(user("hi"))
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer cl\xe9\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    status_line = await reader.readline()
+    writer.close()
+    assert status_line.startswith(b"HTTP/1.1 401 ")
+
+
+async def test_a_body_that_is_not_in_its_content_encoding_is_a_400(gateway):
+    client = await gateway(ECHO)
+    body = orjson.dumps(user("hi"))
+    gzipped = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    response = await client.post("/v1/chat/completions", data=body, headers=gzipped)
+    assert response.status == 400
+    error = assert_envelope(await response.json(), "invalid_encoding")
+    assert "Content-Encoding (gzip)" in error["message"]
+    # aiohttp reads nothing more from that connection: the client is told to open a new one, so
+    # its next request works.
+    assert response.headers["Connection"] == "close"
+    assert (await client.post("/v1/chat/completions", json=user("hi"))).status == 200
+    response = await client.post("/v1/chat/completions", data=gzip.compress(body), headers=gzipped)
+    assert response.status == 200
 
 
 async def test_health_reports_loading_then_ready_and_calls_meanwhile_get_503(gateway):

@@ -146,17 +146,17 @@ async def test_failures_seen_by_one_instance_open_the_breaker_for_both(tmp_path,
                 body = response.json()
                 assert body["model"] == "backup"
                 [fallback] = body["moe_metadata"]["fallbacks"]
-                assert "circuit breaker for 'provider-a' is open" in fallback["error"]
+                assert "circuit breaker for 'primary' is open" in fallback["error"]
             assert len(primary.requests) == 3, "the second instance never called the provider"
 
             status = (
                 await client.get(f"{two.url}/v1/circuit-breakers", headers=auth("key-breaker"))
             ).json()
-            assert status["data"]["provider-a"]["state"] == "open"
+            assert status["data"]["primary"]["state"] == "open"
 
             # A manual reset on one instance closes it for the other.
             await client.post(
-                f"{two.url}/v1/circuit-breakers/provider-a/reset", headers=auth("key-breaker")
+                f"{two.url}/v1/circuit-breakers/primary/reset", headers=auth("key-breaker")
             )
             primary.behaviour.status = None
             response = await client.post(

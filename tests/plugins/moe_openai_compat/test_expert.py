@@ -91,6 +91,22 @@ async def test_a_system_prompt_makes_a_remote_domain_expert(gateway, fake_upstre
     assert fake.requests[-1]["messages"][0] == {"role": "system", "content": "mine"}
 
 
+async def test_a_domain_experts_unknown_parameters_pass_upstream_whatever_their_size(
+    gateway, fake_upstream
+):
+    # An integer over 64 bits in a parameter the gateway does not know is the upstream's to
+    # judge: it used to fail the expert with a 502, counted against its circuit breaker.
+    fake, base_url = fake_upstream
+    client = await gateway(remote(base_url, system_prompt="You are a finance assistant."))
+    for stream in (False, True):
+        body = user("hi", stream=stream, logit_bias={"42": 2**100}, top_logprobs=2**70)
+        response = await client.post("/v1/chat/completions", json=body)
+        assert response.status == 200, await response.text()
+        sent = fake.requests[-1]
+        assert sent["logit_bias"] == {"42": 2**100} and sent["top_logprobs"] == 2**70
+        assert sent["messages"][0] == {"role": "system", "content": "You are a finance assistant."}
+
+
 def test_a_missing_key_variable_is_a_startup_error(monkeypatch):
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
     with pytest.raises(ConfigError, match="experts.remote.api_key_env.*NOT_SET_ANYWHERE"):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from moe_core.signals import WeightSignal, find_signals
 from moe_core.testing import make_moe
 from moe_tracking.feedback import Feedback
 from tests.plugins.moe_tracking.conftest import ask, tracked
+from tests.plugins.moe_tracking.test_experiments import EXPERTS as AB_EXPERTS
+from tests.plugins.moe_tracking.test_experiments import Plugin as FollowExperiments
 
 EXPERTS = {"coder": {"kind": "echo"}, "writer": {"kind": "echo"}}
 
@@ -143,3 +147,84 @@ async def test_feedback_and_weights_survive_a_restart_with_sqlite(gateway, tmp_p
     # A request answered before the restart can still get feedback after it.
     late = await client.post("/v1/feedback", json={"request_id": response.id, "rating": 5})
     assert late.status == 201 and (await late.json())["matched_request"] is True
+
+
+async def test_a_retry_with_the_same_idempotency_key_counts_once(gateway, store_config):
+    client = await gateway(tracked(EXPERTS, **store_config))
+    request_id = await answered(client)
+    body = {"request_id": request_id, "outcome": "success", "quality_score": 1.0}
+    once = {"Idempotency-Key": "7f0c9d1e-retry-me"}
+
+    first = await client.post("/v1/feedback", json=body, headers=once)
+    assert first.status == 201
+    retry = await client.post("/v1/feedback", json=body, headers=once)
+    assert retry.status == 200
+    assert await retry.json() == await first.json()
+    report = await (await client.get("/v1/experts/coder/report?task_type=code")).json()
+    assert report["feedback"]["feedback"] == 1
+    assert report["learned_weight"] == pytest.approx(1.1)  # one EMA step from neutral
+
+    other = await client.post("/v1/feedback", json={**body, "outcome": "failure"}, headers=once)
+    assert other.status == 422
+    assert (await other.json())["error"]["code"] == "idempotency_key_reused"
+
+    # Without a key the same judgement sent twice is two judgements.
+    for _ in range(2):
+        assert (await client.post("/v1/feedback", json=body)).status == 201
+    report = await (await client.get("/v1/experts/coder/report?task_type=code")).json()
+    assert report["feedback"]["feedback"] == 3
+
+
+async def test_concurrent_posts_with_one_idempotency_key_count_once(gateway, store_config):
+    client = await gateway(tracked(EXPERTS, **store_config))
+    request_id = await answered(client)
+    body = {"request_id": request_id, "rating": 5}
+    posts = [
+        client.post("/v1/feedback", json=body, headers={"Idempotency-Key": "k"}) for _ in range(5)
+    ]
+    statuses = sorted(response.status for response in await asyncio.gather(*posts))
+    # The first records it; the others either see its answer or are told to retry for it.
+    assert statuses.count(201) == 1 and set(statuses) <= {200, 201, 409}
+    report = await (await client.get("/v1/experts/coder/report?task_type=code")).json()
+    assert report["feedback"]["feedback"] == 1
+
+
+async def test_a_failed_post_leaves_its_idempotency_key_free_for_the_retry(gateway):
+    client = await gateway(tracked(EXPERTS))
+    once = {"Idempotency-Key": "first-try-fails"}
+    unknown = await client.post(
+        "/v1/feedback", json={"request_id": "nope", "rating": 4}, headers=once
+    )
+    assert unknown.status == 404
+    fixed = await client.post(
+        "/v1/feedback", json={"request_id": "nope", "rating": 4, "expert": "writer"}, headers=once
+    )
+    assert fixed.status == 201
+    too_long = await client.post(
+        "/v1/feedback",
+        json={"request_id": "nope", "rating": 4},
+        headers={"Idempotency-Key": "x" * 256},
+    )
+    assert too_long.status == 400
+    assert (await too_long.json())["error"]["param"] == "Idempotency-Key"
+
+
+async def test_a_retried_feedback_counts_once_in_an_ab_test(gateway):
+    client = await gateway(
+        tracked(AB_EXPERTS, gate={"kind": "follow-experiments"}),
+        plugins=[("follow", FollowExperiments())],
+    )
+    started = await client.post(
+        "/v1/ab-tests", json={"expert_a": "incumbent", "expert_b": "challenger"}
+    )
+    test_id = (await started.json())["id"]
+    answer = await client.post("/v1/chat/completions", json=ask("q", user="u1"))
+    request_id = (await answer.json())["id"]
+    for _ in range(2):
+        await client.post(
+            "/v1/feedback",
+            json={"request_id": request_id, "rating": 5},
+            headers={"Idempotency-Key": "ab-retry"},
+        )
+    arms = (await (await client.get(f"/v1/ab-tests/{test_id}")).json())["arms"]
+    assert arms["a"]["feedback"] + arms["b"]["feedback"] == 1

@@ -43,7 +43,7 @@ def signal(moe, protocol):
 async def test_the_other_instance_sees_breakers_performance_weights_and_tests(redis_prefix):
     one, two = pair(redis_prefix)
     async with one, two:
-        assert not signal(two, BreakerSignal).circuit_open("p")
+        assert not signal(two, BreakerSignal).circuit_open("flaky")
         for _ in range(3):
             response = await one.complete(ask(model="flaky", moe={"task_type": "code"}))
         await one.trackers["feedback"].record(
@@ -54,7 +54,7 @@ async def test_the_other_instance_sees_breakers_performance_weights_and_tests(re
         )
         await asyncio.sleep(0.35)  # a few refreshes
 
-        assert signal(two, BreakerSignal).circuit_open("p")
+        assert signal(two, BreakerSignal).circuit_open("flaky")
         view = signal(two, PerformanceSignal).performance("flaky", "code")
         assert view is not None and view.samples == 3 and view.success_rate == 0.0
         assert signal(two, PerformanceSignal).performance("steady", None).samples == 3

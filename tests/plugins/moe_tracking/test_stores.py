@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import pytest
 
 from moe_tracking.redis import RedisStore
 from moe_tracking.sqlite import SQLiteStore
+from moe_tracking.store import MemoryStore
 from tests.plugins.moe_tracking.conftest import REDIS_URL
 
 
@@ -110,3 +112,93 @@ async def test_an_unreachable_redis_is_a_clear_error():
     store = RedisStore("redis://127.0.0.1:1/0")
     with pytest.raises(ConnectionError, match=r"cannot reach Redis at redis://127\.0\.0\.1:1/0"):
         await store.start()
+
+
+class Clock:
+    """A clock the test moves by hand, so expiry needs no sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def rows(path, table="hashes") -> int:
+    """What the SQLite file holds, read the way an operator would, beside the running store."""
+    with sqlite3.connect(path) as db:
+        return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def pages(path) -> int:
+    with sqlite3.connect(path) as db:
+        return db.execute("PRAGMA page_count").fetchone()[0]
+
+
+async def test_sqlite_deletes_expired_rows_not_just_hides_them(tmp_path):
+    path, clock = tmp_path / "t.sqlite3", Clock()
+    store = SQLiteStore(path, clock=clock, purge_batch=100)
+    await store.start()
+    try:
+        for index in range(1000):
+            await store.update(f"request:{index}", set={"expert": "a"}, ttl_s=60)
+        await store.update("request:renewed", set={"expert": "a"}, ttl_s=60)
+        await store.update("weight:a:*", incr={"feedback": 1})
+        await store.claim("probe", ttl_s=1)
+        clock.now += 30
+        await store.update("request:renewed", set={"expert": "b"}, ttl_s=60)
+        clock.now += 31
+        assert await store.purge() == 1000  # in ten batches of 100
+        assert rows(path) == 2 and rows(path, "claims") == 0
+        assert await store.get("request:renewed") == {"expert": "b"}
+        assert await store.get("weight:a:*") == {"feedback": 1.0}
+    finally:
+        await store.close()
+
+
+async def test_sqlite_stops_growing_under_a_steady_stream_of_expiring_writes(tmp_path):
+    # A request's record lives two "minutes" here; every minute brings 500 new ones.
+    path, clock = tmp_path / "t.sqlite3", Clock()
+    store = SQLiteStore(path, clock=clock)
+    await store.start()
+    try:
+        sizes = []
+        for minute in range(30):
+            for index in range(500):
+                await store.update(f"request:{minute}:{index}", set={"expert": "a"}, ttl_s=120)
+            clock.now += 60
+            await store.purge()
+            assert rows(path) <= 2 * 500
+            sizes.append(pages(path))
+        one_minute = sizes[1] - sizes[0]
+        # Freed pages are reused: the last 20 minutes grew the file by less than one did at first.
+        assert sizes[-1] - sizes[9] < one_minute
+    finally:
+        await store.close()
+
+
+async def test_sqlite_purges_by_itself(tmp_path):
+    path = tmp_path / "t.sqlite3"
+    store = SQLiteStore(path, purge_every_s=0.05)
+    await store.start()
+    try:
+        for index in range(100):
+            await store.update(f"ratelimit:key:{index}", incr={"requests": 1}, ttl_s=0.01)
+        await asyncio.sleep(0.3)
+        assert rows(path) == 0
+    finally:
+        await store.close()
+
+
+async def test_memory_store_frees_expired_hashes_as_it_writes():
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    for minute in range(20):
+        for index in range(500):
+            await store.update(f"request:{minute}:{index}", set={"expert": "a"}, ttl_s=120)
+        clock.now += 60
+    await store.update("weight:a:*", incr={"feedback": 1})
+    clock.now += 3600
+    # Only what the last writes could not yet free was still held: two minutes' worth, not 20.
+    assert await store.purge() <= 2 * 500
+    assert await store.get("weight:a:*") == {"feedback": 1.0}

@@ -12,9 +12,11 @@
   Where that model is unsure, a second one that also reads a small language model's states
   and character n-grams decides instead (:mod:`moe_domain_llms.second_opinion`).
 
-Both report the label, its probability, the runner-up and a one-line rationale. Labels map to
-experts by name (``healthcare`` goes to the expert called ``healthcare``) unless ``experts``
-says otherwise, so a fifth domain is config plus training data.
+Both report the label, its probability, the runner-up and a one-line rationale; a request with
+no user text to classify (an empty message, only an image, none from the user) goes to the
+abstain label, and the rationale says so. Labels map to experts by name (``healthcare`` goes to
+the expert called ``healthcare``) unless ``experts`` says otherwise, so a fifth domain is config
+plus training data.
 """
 
 from __future__ import annotations
@@ -138,17 +140,33 @@ class LearnedGate(Gate):
         """Each label's probability for one text."""
         raise NotImplementedError
 
-    async def probabilities_for(self, text: str) -> np.ndarray:
-        """The same, for the routing path; a gate whose model batches overrides this."""
-        return self.probabilities(text)
-
     async def route(
         self,
         request: ChatRequest,
         experts: Mapping[str, ExpertCard],
         signals: Mapping[str, Tracker],
     ) -> RoutingDecision:
-        return self.decide(await self.probabilities_for(request.last_user_text()), self.method)
+        text = request.last_user_text()
+        if not text.strip():
+            return self.without_text()
+        return await self.classify(text)
+
+    async def classify(self, text: str) -> RoutingDecision:
+        """The decision for a request whose last user message says ``text``; a gate whose
+        model batches concurrent requests overrides this."""
+        return self.decide(self.probabilities(text), self.method)
+
+    def without_text(self) -> RoutingDecision:
+        """The decision for a request with no text to classify: its last user message is empty
+        or only images, or it has none. Probabilities for no text say nothing about a domain,
+        so the gate abstains, and says why."""
+        abstain = self.options.abstain_to
+        return RoutingDecision(
+            experts=[self.expert_for(abstain)],
+            gate=self.name,
+            rationale=f"{self.method}: no user text to classify, so the gate abstains to {abstain}",
+            evidence=[{"label": abstain, "predicted": None, "abstained": True}],
+        )
 
     def decide(self, probabilities: np.ndarray, how: str, detail: str = "") -> RoutingDecision:
         """The decision for these probabilities; ``detail`` joins the rationale after the
@@ -319,16 +337,8 @@ class EmbeddingGate(LearnedGate):
         state = await self.second.lm.encode_one(text)
         return self.second.probabilities(embedding, words, text, state), True
 
-    async def probabilities_for(self, text: str) -> np.ndarray:
-        return (await self.assess(text))[0]
-
-    async def route(
-        self,
-        request: ChatRequest,
-        experts: Mapping[str, ExpertCard],
-        signals: Mapping[str, Tracker],
-    ) -> RoutingDecision:
-        probabilities, consulted = await self.assess(request.last_user_text())
+    async def classify(self, text: str) -> RoutingDecision:
+        probabilities, consulted = await self.assess(text)
         detail = ""
         if consulted and self.second is not None:
             detail = (

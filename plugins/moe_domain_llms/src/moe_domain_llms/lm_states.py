@@ -108,6 +108,11 @@ class LMStates(TextVectors):
         batch = self.tokenizer(
             texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
         )
+        if batch["input_ids"].shape[1] == 0:
+            # Only empty texts (the tokenizer adds no start token), and a model cannot run on no
+            # positions. Their mean state is zero, as it is when an empty text shares a batch
+            # with a longer one and all its positions are padding.
+            return np.zeros((len(texts), self.model.config.hidden_size), np.float32)
         with torch.inference_mode():
             hidden = self.model(**batch, use_cache=False).last_hidden_state
         return mean_pool(hidden, batch["attention_mask"]).numpy().astype(np.float32)

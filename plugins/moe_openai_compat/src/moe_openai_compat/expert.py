@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError
 
 from moe_core import (
     BaseURL,
+    ChatMessage,
     ChatRequest,
     ConfigError,
     Delta,
@@ -70,6 +71,8 @@ class OpenAIExpert(Expert):
                 )
             self._headers["Authorization"] = f"Bearer {key}"
         self._pool: HTTPPool | None = None
+        prompt = options.system_prompt
+        self._system = ChatMessage(role="system", content=prompt) if prompt else None
         # What _body puts around the request's own members.
         self._model_member = b'{"model":' + orjson.dumps(self.upstream_model) + b","
         usage = b',"stream_options":{"include_usage":true}' if options.stream_usage else b""
@@ -101,16 +104,15 @@ class OpenAIExpert(Expert):
 
         pydantic writes the request's JSON itself, and the few members that differ upstream are
         spliced around it: building a dict first and encoding that costs three times as much,
-        on every call. Only a configured system prompt missing from the messages needs the dict.
+        on every call. It also writes any integer a caller sent in an unknown parameter, where
+        orjson refuses those over 64 bits: the upstream, not the gateway, judges such a value.
         """
-        prompt = self.options.system_prompt
-        if prompt and not any(m.role in ("system", "developer") for m in request.messages):
-            body = request.model_dump(exclude_none=True, exclude=_NOT_FORWARDED)
-            body["messages"].insert(0, {"role": "system", "content": prompt})
-            members = orjson.dumps(body)[1:-1]
-        else:
-            # ``messages`` is required, so the object always has members to splice after.
-            members = _request_json(request, exclude_none=True, exclude=_NOT_FORWARDED)[1:-1]
+        if self._system is not None and not any(
+            m.role in ("system", "developer") for m in request.messages
+        ):
+            request = request.model_copy(update={"messages": [self._system, *request.messages]})
+        # ``messages`` is required, so the object always has members to splice after.
+        members = _request_json(request, exclude_none=True, exclude=_NOT_FORWARDED)[1:-1]
         return b"".join((self._model_member, members, self._stream_members if stream else b"}"))
 
     def _pool_or_fail(self) -> HTTPPool:

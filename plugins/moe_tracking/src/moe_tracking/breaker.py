@@ -1,10 +1,18 @@
-"""The ``circuit-breaker`` tracker: stop calling a provider that keeps failing.
+"""The ``circuit-breaker`` tracker: stop calling an expert whose provider keeps failing.
 
-Per provider (or per expert, ``scope: expert``): **closed** (calls go through) → **open** after
+Per expert (or per provider, ``scope: provider``): **closed** (calls go through) → **open** after
 ``failure_threshold`` consecutive failures (calls fail fast with a 503 ``circuit_open``, so the
 combiner's fallback chain takes over) → **half-open** once ``reset_timeout_s`` has passed: exactly
 one call, the probe, is let through (a claim in the store, so one probe across all instances) →
 **closed** if the probe succeeds, open again for another timeout if it fails.
+
+Only the provider's failures count: errors with a 5xx status (the upstream failed or answered
+something unreadable, could not be reached, timed out) and 408. Errors the caller caused (every
+other 4xx: an invalid parameter, a prompt over the context window, a refused content, an unknown
+model) say nothing about the provider, and counting them would let any client open the breaker
+for everyone. Nor does a 429: a rate-limited provider is busy, not broken; the caller gets its
+``Retry-After`` and the fallback chain takes over (the ``rate-limit`` tracker's per-expert limits
+keep the gateway under a provider's quota).
 
 The state lives in the store, so on Redis every instance sees the same breaker: failures seen by
 one instance open it for all. The guard (:meth:`admit`) reads the store on every call when it is
@@ -30,7 +38,7 @@ _PROBE = "breaker-probe:"
 
 
 class CircuitOpen(ExpertUnavailable):
-    """A call was refused because its provider's circuit breaker is open."""
+    """A call was refused because the circuit breaker of its expert (or provider) is open."""
 
     code = "circuit_open"
 
@@ -41,21 +49,23 @@ class BreakerOptions(Options):
     probe_timeout_s: float = Field(
         60.0, gt=0, description="A probe that never reports back frees its claim after this."
     )
-    scope: str = Field("provider", pattern="^(provider|expert)$")
+    scope: str = Field(
+        "expert",
+        pattern="^(provider|expert)$",
+        description="expert: one breaker per expert, so a model that fails does not hide behind "
+        "or take down another model of its provider; provider: one per provider, all its experts "
+        "open together.",
+    )
     ignore_codes: list[str] = Field(
-        default_factory=lambda: [
-            "budget_exceeded",
-            "invalid_value",
-            "invalid_json",
-            "context_length_exceeded",
-            "rate_limit_exceeded",
-        ],
-        description="Error codes that say nothing about the provider's health.",
+        default_factory=list,
+        description="Error codes not to count beyond those the caller caused (4xx), which never "
+        "count.",
     )
 
 
 class CircuitBreakerTracker(StoredTracker):
-    """Opens per provider after consecutive failures; one probe after a timeout closes it."""
+    """Opens per expert (or provider) after consecutive failures of the provider; one probe
+    after a timeout closes it."""
 
     options: BreakerOptions
     observes = (ExpertCalled,)
@@ -117,7 +127,10 @@ class CircuitBreakerTracker(StoredTracker):
             if probe:
                 await self.store.delete(_PROBE + target)
             return
-        if event.error_code in self.options.ignore_codes:
+        if not self._provider_failed(event):
+            # Such a probe says nothing about the provider: free it for the next call.
+            if probe:
+                await self.store.delete(_PROBE + target)
             return
         now = time.time()
         state = await self.store.update(
@@ -134,6 +147,12 @@ class CircuitBreakerTracker(StoredTracker):
             await self.store.delete(_PROBE + target)
         self._view[target] = state
 
+    def _provider_failed(self, event: ExpertCalled) -> bool:
+        status = event.error_status
+        if status is not None and 400 <= status < 500 and status != 408:
+            return False
+        return event.error_code not in self.options.ignore_codes
+
     async def refresh(self) -> None:
         for key, state in (await self.store.scan(_BREAKER)).items():
             self._view[key.removeprefix(_BREAKER)] = state
@@ -141,7 +160,8 @@ class CircuitBreakerTracker(StoredTracker):
     # -- what gates, endpoints and the Python API read -----------------------------------
 
     def circuit_open(self, provider: str) -> bool:
-        """Whether calls are refused now (after the timeout, a probe may go: not open)."""
+        """Whether calls are refused now (after the timeout, a probe may go: not open);
+        ``provider`` is an expert's name under ``scope: expert``."""
         state = self._view.get(provider)
         if not state or state.get("state") != "open":
             return False

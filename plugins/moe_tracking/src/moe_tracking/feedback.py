@@ -8,6 +8,10 @@ per expert x task figures: the seed's
 feedback score (outcome, quality, rating, PR merged or reverted) as an exponential moving
 average starting from neutral, which :meth:`learned_weight` turns into a weight (1.0 neutral,
 0..2) for :class:`moe_core.signals.WeightSignal`.
+
+Clients retry a post whose answer they did not get, which would count one judgement twice; a
+post with an ``Idempotency-Key`` is counted once, and its retries get the first answer back
+(:meth:`FeedbackTracker.earlier`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any, Literal
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from moe_core.errors import InvalidRequest, NotFound
+from moe_core.errors import InvalidRequest, MoEError, NotFound
 from moe_core.events import Event, RequestFinished, RequestStarted
 from moe_core.plugins import Options
 from moe_tracking.base import StoredTracker
@@ -35,6 +39,10 @@ NEUTRAL = 0.5
 _REQUEST = "request:"
 _FEEDBACK = "feedback:"
 _WEIGHT = "weight:"
+_ANSWER = "idempotent:"
+_RECORDING = "idempotent-recording:"
+RECORDING_S = 30.0
+"""How long a post with an ``Idempotency-Key`` holds the key while it records its feedback."""
 FEEDBACK_LOG = "feedback-log"
 OUTCOME_SCORES = {"success": 1.0, "partial": 0.5, "failure": 0.0}
 
@@ -93,6 +101,22 @@ class Feedback(BaseModel):
         if self.pr_reverted:
             score -= 0.5
         return min(1.0, max(0.0, score))
+
+
+class IdempotencyKeyInUse(MoEError):
+    """A post with this ``Idempotency-Key`` is still being recorded: retry to get its answer."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "idempotency_key_in_use"
+
+
+class IdempotencyKeyReused(MoEError):
+    """This ``Idempotency-Key`` was sent with other feedback: this one needs a key of its own."""
+
+    status = 422
+    type = "invalid_request_error"
+    code = "idempotency_key_reused"
 
 
 class FeedbackOptions(Options):
@@ -213,6 +237,49 @@ class FeedbackTracker(StoredTracker):
                 set={"expert": expert, "task": task_key, "updated_at": time.time()},
             )
         return {**stored, "sequence": sequence}
+
+    async def earlier(self, key: str, feedback: Feedback) -> dict[str, Any] | None:
+        """The answer given to ``feedback`` sent earlier with this ``Idempotency-Key``; ``None``
+        when the key is new, and the caller then holds it until :meth:`answered` (or
+        :meth:`abandon`).
+
+        Raises :class:`IdempotencyKeyReused` when the key came with other feedback, and
+        :class:`IdempotencyKeyInUse` while another post holds it.
+        """
+        seen = await self.store.get(_ANSWER + key)
+        if not seen:
+            if not await self.store.claim(_RECORDING + key, RECORDING_S):
+                raise IdempotencyKeyInUse(
+                    "Feedback with this Idempotency-Key is being recorded; retry to get its answer",
+                    param="Idempotency-Key",
+                    headers={"Retry-After": "1"},
+                )
+            # Another post may have answered and let the key go since the first look.
+            seen = await self.store.get(_ANSWER + key)
+            if not seen:
+                return None
+            await self.store.delete(_RECORDING + key)
+        if seen["feedback"] != feedback.model_dump_json():
+            raise IdempotencyKeyReused(
+                "This Idempotency-Key was already used for different feedback; send new feedback "
+                "with a new key",
+                param="Idempotency-Key",
+            )
+        return json.loads(str(seen["answer"]))
+
+    async def answered(self, key: str, feedback: Feedback, stored: Mapping[str, Any]) -> None:
+        """Keep the answer to a post with an ``Idempotency-Key`` for its retries, and let the
+        key go (written first, so whoever takes the key next finds the answer)."""
+        await self.store.update(
+            _ANSWER + key,
+            set={"feedback": feedback.model_dump_json(), "answer": json.dumps(dict(stored))},
+            ttl_s=self.options.remember_days * 86400,
+        )
+        await self.store.delete(_RECORDING + key)
+
+    async def abandon(self, key: str) -> None:
+        """Free an ``Idempotency-Key`` whose post failed, so that a retry can record it."""
+        await self.store.delete(_RECORDING + key)
 
     async def record_feedback(
         self, fields: Mapping[str, Any], experts: Collection[str]

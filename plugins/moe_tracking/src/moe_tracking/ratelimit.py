@@ -53,7 +53,7 @@ def key_id(api_key: str | None) -> str:
     """How a caller is named in the store: a short hash of its key, or ``anonymous``."""
     if not api_key:
         return "anonymous"
-    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
+    return hashlib.sha256(api_key.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 class RateLimitTracker(StoredTracker):

@@ -3,7 +3,8 @@
 Every route reads or changes a tracker of the gateway; when the tracker a route needs is not
 configured, it says which kind to add (404 ``tracker_not_configured``), never a 500.
 
-- ``POST /v1/feedback``, ``GET /v1/feedback/{request_id}``
+- ``POST /v1/feedback`` (an ``Idempotency-Key`` makes retries count once),
+  ``GET /v1/feedback/{request_id}``
 - ``GET /v1/routing/stats``, ``GET /v1/experts/{expert}/report``
 - ``GET /v1/circuit-breakers``, ``POST /v1/circuit-breakers/{name}/reset``
 - ``POST /v1/ab-tests``, ``GET /v1/ab-tests``, ``GET /v1/ab-tests/{id}`` (analysis),
@@ -140,13 +141,43 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
 
 
 async def post_feedback(request: web.Request) -> web.Response:
-    """Record feedback durably (committed before this answers), then update learned weights."""
+    """Record feedback durably (committed before this answers), then update learned weights.
+
+    Answers 201 with what was stored. A post with an ``Idempotency-Key`` header (1 to 255
+    characters, e.g. a UUID) counts once: a retry with the same key and the same body, within
+    the tracker's ``remember_days``, answers 200 with the first answer's body and counts
+    nothing; the same key with other feedback is a 422 ``idempotency_key_reused``, and while the
+    first post is still being recorded a 409 ``idempotency_key_in_use``. Without the header
+    every post counts, identical ones too (a user may judge the same answer twice).
+    """
     moe = request.app[MOE_KEY]
     feedback = await parse_body(request, Feedback)
-    stored = await tracker_of(moe, FeedbackTracker).record(feedback, set(moe.experts))
-    for experiments in trackers_of(moe, ABTestTracker):
-        await experiments.on_feedback(stored["request_id"], stored["score"])
+    tracker = tracker_of(moe, FeedbackTracker)
+    key = _idempotency_key(request)
+    if key is not None and (earlier := await tracker.earlier(key, feedback)) is not None:
+        return json_response({"object": "feedback", **earlier})
+    try:
+        stored = await tracker.record(feedback, set(moe.experts))
+        for experiments in trackers_of(moe, ABTestTracker):
+            await experiments.on_feedback(stored["request_id"], stored["score"])
+    except Exception:
+        if key is not None:
+            await tracker.abandon(key)
+        raise
+    if key is not None:
+        await tracker.answered(key, feedback, stored)
     return json_response({"object": "feedback", **stored}, status=201)
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 255:
+        raise InvalidRequest(
+            "Invalid value for 'Idempotency-Key': it must be 1 to 255 characters.",
+            param="Idempotency-Key",
+            code="invalid_value",
+        )
+    return key
 
 
 async def get_feedback(request: web.Request) -> web.Response:

@@ -6,11 +6,18 @@ committed before its coroutine returns: a feedback acknowledged to a client is i
 ``kill -9`` of the gateway right after loses nothing (``synchronous=NORMAL`` in WAL mode keeps
 committed transactions across a process crash; ``FULL`` also across power loss, at an fsync per
 write).
+
+Most rows with a time to live are never read again (a request's record, a rate-limit window), so
+a background task deletes expired ones every ``purge_every_s``, in short transactions of at most
+``purge_batch`` rows so that other operations wait on it for milliseconds only. SQLite reuses
+the pages those rows held, so under a steady load the file stops growing once the oldest rows
+expire (it does not shrink: a one-off ``VACUUM`` does that).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import time
@@ -19,12 +26,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
+
 from moe_tracking.store import Hash, Store, apply_update
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS hashes (key TEXT PRIMARY KEY, body TEXT NOT NULL, expires_at REAL);
+CREATE INDEX IF NOT EXISTS hashes_by_expiry ON hashes (expires_at) WHERE expires_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS lists (key TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
@@ -37,12 +48,25 @@ CREATE INDEX IF NOT EXISTS records_by_stream ON records (stream, seq);
 class SQLiteStore(Store):
     """Tracker state in one SQLite file (one gateway instance at a time)."""
 
-    def __init__(self, path: str | Path, prefix: str = "moe:", synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        prefix: str = "moe:",
+        synchronous: str = "NORMAL",
+        *,
+        purge_every_s: float = 60.0,
+        purge_batch: int = 1000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         super().__init__(prefix)
         self.path = Path(path)
         self.synchronous = synchronous
+        self.purge_every_s = purge_every_s
+        self.purge_batch = purge_batch
+        self.clock = clock
         self._db: sqlite3.Connection | None = None
         self._worker: ThreadPoolExecutor | None = None
+        self._purging: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if self._db is not None:
@@ -50,6 +74,7 @@ class SQLiteStore(Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moe-sqlite")
         self._db = await self._run(self._open)
+        self._purging = asyncio.create_task(self._purge_forever())
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -62,6 +87,11 @@ class SQLiteStore(Store):
     async def close(self) -> None:
         if self._db is None:
             return
+        if self._purging is not None:
+            self._purging.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purging
+            self._purging = None
         db, self._db = self._db, None
         await self._run(db.close)
         assert self._worker is not None
@@ -82,7 +112,7 @@ class SQLiteStore(Store):
 
     def _read_hash(self, db: sqlite3.Connection, key: str) -> Hash:
         row = db.execute("SELECT body, expires_at FROM hashes WHERE key = ?", (key,)).fetchone()
-        if row is None or (row[1] is not None and row[1] <= time.time()):
+        if row is None or (row[1] is not None and row[1] <= self.clock()):
             return {}
         return json.loads(row[0])
 
@@ -90,7 +120,7 @@ class SQLiteStore(Store):
         db = self._conn()
         with _transaction(db):
             value = apply_update(self._read_hash(db, key), incr, ema, set)
-            expires = None if ttl_s is None else time.time() + ttl_s
+            expires = None if ttl_s is None else self.clock() + ttl_s
             db.execute(
                 "INSERT INTO hashes (key, body, expires_at) VALUES (?, ?, ?) ON CONFLICT(key) "
                 "DO UPDATE SET body = excluded.body, expires_at = excluded.expires_at",
@@ -109,7 +139,7 @@ class SQLiteStore(Store):
         rows = self._conn().execute(
             "SELECT key, body FROM hashes WHERE substr(key, 1, ?) = ? "
             "AND (expires_at IS NULL OR expires_at > ?)",
-            (len(full), full, time.time()),
+            (len(full), full, self.clock()),
         )
         return {key[len(self.prefix) :]: json.loads(body) for key, body in rows}
 
@@ -148,7 +178,7 @@ class SQLiteStore(Store):
 
     def _sync_claim(self, key: str, ttl_s: float) -> bool:
         db = self._conn()
-        now = time.time()
+        now = self.clock()
         with _transaction(db):
             row = db.execute("SELECT expires_at FROM claims WHERE key = ?", (key,)).fetchone()
             if row is not None and row[0] > now:
@@ -182,6 +212,37 @@ class SQLiteStore(Store):
 
     async def records(self, stream: str, limit: int = 100) -> list[dict[str, Any]]:
         return await self._run(self._sync_records, self.prefix + stream, limit)
+
+    def _sync_purge(self, now: float) -> int:
+        db = self._conn()
+        with _transaction(db):
+            freed = db.execute(
+                "DELETE FROM hashes WHERE key IN "
+                "(SELECT key FROM hashes WHERE expires_at <= ? LIMIT ?)",
+                (now, self.purge_batch),
+            ).rowcount
+            # Few and short-lived (a breaker's probe, a feedback being recorded): purged whole.
+            db.execute("DELETE FROM claims WHERE expires_at <= ?", (now,))
+        return freed
+
+    async def purge(self) -> int:
+        now = self.clock()
+        freed = 0
+        while True:
+            # One short transaction per batch; what other coroutines asked for meanwhile
+            # runs between two batches.
+            batch = await self._run(self._sync_purge, now)
+            freed += batch
+            if batch < self.purge_batch:
+                return freed
+
+    async def _purge_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.purge_every_s)
+            try:
+                await self.purge()
+            except Exception as exc:  # a purge that fails must not stop the next ones
+                log.warning("tracking.sqlite_purge_failed", path=str(self.path), error=str(exc))
 
 
 class _transaction:

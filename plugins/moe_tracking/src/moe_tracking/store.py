@@ -5,15 +5,18 @@ its own, so the same tracker works in one process (memory, SQLite) and across ma
 instances (Redis). A *hash* is a flat mapping of field to number or string (counters, an EMA, a
 breaker's state); a *list* keeps the newest samples of a figure (latencies, for percentiles); a
 *stream* is an append-only log of JSON records (feedback); a *claim* is a lock that expires (the
-single probe a half-open breaker lets through).
+single probe a half-open breaker lets through). Expired hashes read as missing at once, and
+every store also frees them (Redis by itself, the others by :meth:`Store.purge`), since most keys
+with a time to live (a request's record, a rate-limit window) are never read again.
 """
 
 from __future__ import annotations
 
 import abc
+import heapq
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 Value = float | str
@@ -38,6 +41,13 @@ class Store(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027
         """Release connections; runs after trackers have closed."""
+
+    async def purge(self) -> int:
+        """Free the hashes whose time to live has passed now; returns how many it freed.
+
+        Stores run it themselves; Redis frees expired keys on its own, so this frees nothing.
+        """
+        return 0
 
     @abc.abstractmethod
     async def update(
@@ -122,27 +132,53 @@ class MemoryStore(Store):
 
     in_process = True
 
-    def __init__(self, prefix: str = "moe:") -> None:
+    def __init__(self, prefix: str = "moe:", clock: Callable[[], float] = time.time) -> None:
         super().__init__(prefix)
+        self.clock = clock
         self._hashes: dict[str, tuple[Hash, float | None]] = {}
         self._lists: dict[str, deque[float]] = {}
         self._claims: dict[str, float] = {}
         self._streams: dict[str, list[dict[str, Any]]] = {}
+        # Keys with a time to live, soonest expiry first, each key once: what purge looks at,
+        # so that a write never scans every hash.
+        self._expiries: list[tuple[float, str]] = []
+        self._queued: set[str] = set()
 
     def _live(self, key: str) -> Hash | None:
         entry = self._hashes.get(key)
         if entry is None:
             return None
         value, expires_at = entry
-        if expires_at is not None and expires_at <= time.time():
+        if expires_at is not None and expires_at <= self.clock():
             del self._hashes[key]
             return None
         return value
 
     async def update(self, key, *, incr=None, ema=None, set=None, ttl_s=None) -> Hash:
+        await self.purge()
         value = apply_update(self._live(key) or {}, incr, ema, set)
-        self._hashes[key] = (value, None if ttl_s is None else time.time() + ttl_s)
+        expires_at = None if ttl_s is None else self.clock() + ttl_s
+        self._hashes[key] = (value, expires_at)
+        if expires_at is not None and key not in self._queued:
+            heapq.heappush(self._expiries, (expires_at, key))
+            self._queued.add(key)
         return dict(value)
+
+    async def purge(self) -> int:
+        now = self.clock()
+        freed = 0
+        while self._expiries and self._expiries[0][0] <= now:
+            _, key = heapq.heappop(self._expiries)
+            entry = self._hashes.get(key)
+            if entry is not None and entry[1] is not None and entry[1] > now:
+                # Updated with a later expiry since it was queued: wait for that one.
+                heapq.heappush(self._expiries, (entry[1], key))
+                continue
+            self._queued.discard(key)
+            if entry is not None and entry[1] is not None:
+                del self._hashes[key]
+                freed += 1
+        return freed
 
     async def get(self, key: str) -> Hash:
         return dict(self._live(key) or {})
@@ -169,7 +205,7 @@ class MemoryStore(Store):
         return list(self._lists.get(key, ()))
 
     async def claim(self, key: str, ttl_s: float) -> bool:
-        now = time.time()
+        now = self.clock()
         if self._claims.get(key, 0.0) > now:
             return False
         self._claims[key] = now + ttl_s
