@@ -70,7 +70,9 @@ def build_parser(manager: MoEPluginManager | None = None) -> argparse.ArgumentPa
     )
     train.add_argument("--data", help="training data, for gates that take a data file")
     train.add_argument(
-        "-o", "--output", help="where to write the artefact (default: the gate's artefact path)"
+        "-o",
+        "--output",
+        help="output path (default: $MOE_DATA_DIR/gates/KIND.npz; the packaged one only if named)",
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--json", action="store_true", help="print the metrics as JSON")

@@ -8,6 +8,9 @@ loading at a time, and one thread per model with a bounded line.
 - **Loading** goes through :data:`LOADING_LOCK`: transformers (5.x) is not safe to load two
   models at once from two threads (loads race on its process-wide initialisation state and
   leave tied weights on the meta device), and experts load in the background concurrently.
+  Nor is importing from it: its first import ends by swapping in a lazy module, and on Python
+  3.11 a thread that waited for that import gets the swapped-out one, with no model classes
+  (``cannot import name 'AutoTokenizer'``), so imports from transformers go under it too.
 - **Calls**: a torch model is not safe to call from two threads at once, and model work must
   never run on the event loop. So each expert owns a :class:`ModelWorker`, a single thread;
   requests queue for it in arrival order, and when ``max_queue`` are already waiting a new one
@@ -43,7 +46,7 @@ def pick_device(requested: str) -> str:
 
 
 LOADING_LOCK = threading.Lock()
-"""Held around every ``from_pretrained`` of a local-model expert."""
+"""Held around every ``from_pretrained`` of a local-model expert, and its transformers imports."""
 
 T = TypeVar("T")
 

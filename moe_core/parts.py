@@ -106,8 +106,8 @@ class TrainableGate(Protocol):
     """A gate that learns from data: ``moe gate train`` calls :meth:`train`."""
 
     def train(self, output: Path | None = None, progress: bool = True) -> dict[str, Any]:
-        """Fit, write the artefact (to ``output``, else the gate's own path) and return the
-        metrics, with a human-readable ``"report"``."""
+        """Fit, write the artefact (to ``output``, else a user path the gate picks, never the
+        packaged one) and return the metrics, with a human-readable ``"report"``."""
         ...
 
 

@@ -149,6 +149,31 @@ async def test_a_trained_artefact_is_used_when_configured(tmp_path) -> None:
         assert (await moe.route(ask(CODE))).experts == ["moe-expert-longformer"]
 
 
+def test_gate_train_without_output_leaves_the_packaged_artefact_alone(
+    tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setenv("MOE_DATA_DIR", str(tmp_path / "data"))
+    before = artefact.PACKAGED.read_bytes()
+    data = tmp_path / "rows.csv"
+    data.write_text(
+        "text,label\n"
+        + "".join(f'"x = f({i}); y[{i}] += 1;",byt5\n' for i in range(30))
+        + "".join(f'"{PROSE} {i}",longformer\n' for i in range(30))
+    )
+    try:
+        result = run_moe("gate", "train", "--kind", "features", "--data", str(data))
+    finally:
+        changed = artefact.PACKAGED.read_bytes() != before
+        if changed:  # put the shipped gate back, or every later test routes with this one
+            artefact.PACKAGED.write_bytes(before)
+    assert result.returncode == 0, result.stderr
+    assert not changed
+    written = tmp_path / "data" / "gates" / "features.npz"
+    assert artefact.load(written, where="test").meta["labels"] == ["byt5", "longformer"]
+    assert f"-> {written}" in result.stdout
+    assert f"set `artefact: {written}` in the gate's config" in result.stdout
+
+
 def test_an_artefact_of_another_kind_is_refused_with_how_to_fix(tmp_path) -> None:
     path = tmp_path / "other.npz"
     artefact.save(path, ["a", "b"], {"x": np.zeros(2)})

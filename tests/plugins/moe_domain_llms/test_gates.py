@@ -139,8 +139,8 @@ def test_bad_artefacts_are_clear_errors(tmp_path):
         load(TfidfNBGate, LearnedGateOptions, tmp_path / "missing.npz")
 
 
-def test_moe_gate_train_writes_an_artefact_with_its_metadata(tmp_path):
-    data = tmp_path / "tiny.csv"
+def tiny_domain_data(path):
+    """Four labels, twelve queries each, most of them held out: trains in well under a second."""
     rows = ["query,label,split"]
     words = {
         "healthcare": "doctor fever pills",
@@ -153,7 +153,12 @@ def test_moe_gate_train_writes_an_artefact_with_its_metadata(tmp_path):
             rows.append(
                 f"my question about {word} number {i},{label},{'test' if i % 4 else 'train'}"
             )
-    data.write_text("\n".join(rows) + "\n")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_moe_gate_train_writes_an_artefact_with_its_metadata(tmp_path):
+    data = tiny_domain_data(tmp_path / "tiny.csv")
     output = tmp_path / "gate.npz"
     result = run_moe(
         "gate", "train", "--kind", "tfidf-nb", "--data", str(data), "--output", str(output)
@@ -161,12 +166,33 @@ def test_moe_gate_train_writes_an_artefact_with_its_metadata(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "precision" in result.stdout and "confusion" in result.stdout
     artefact = artefacts.load(output, "tfidf-nb", where="test")
-    assert artefact.labels == sorted(words)
+    assert artefact.labels == sorted(DOMAINS)
     assert artefact.meta["data_sha256"] == load_dataset(data).sha256
     assert artefact.meta["versions"]["scikit-learn"]
-    assert artefact.meta["metrics"]["n"] == len(rows) - 1 - 12
+    assert artefact.meta["metrics"]["n"] == 36  # the rows not marked train
     not_trainable = run_moe("gate", "train", "--kind", "fixed")
     assert not_trainable.returncode == 2 and "does not learn from data" in not_trainable.stderr
+
+
+def test_moe_gate_train_without_output_leaves_the_packaged_artefact_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOE_DATA_DIR", str(tmp_path / "data"))
+    packaged = artefacts.PACKAGED / "tfidf-nb.npz"
+    before = packaged.read_bytes()
+    data = tiny_domain_data(tmp_path / "tiny.csv")
+    try:
+        result = run_moe("gate", "train", "--kind", "tfidf-nb", "--data", str(data))
+    finally:
+        changed = packaged.read_bytes() != before
+        if changed:  # put the shipped gate back, or every later test routes with this one
+            packaged.write_bytes(before)
+    assert result.returncode == 0, result.stderr
+    assert not changed
+    written = tmp_path / "data" / "gates" / "tfidf-nb.npz"
+    assert artefacts.load(written, "tfidf-nb", where="test").meta["data_sha256"] == (
+        load_dataset(data).sha256
+    )
+    assert f"-> {written}" in result.stdout
+    assert f"set `artefact: {written}` in the gate's config" in result.stdout
 
 
 def test_the_bundled_artefacts_match_the_bundled_data():

@@ -81,6 +81,17 @@ def test_the_cached_listing_wins_over_the_snapshot(tmp_path):
     assert "reasoning" not in moe.experts["new"].card.capabilities
 
 
+def test_without_cache_dir_the_listing_is_read_from_moe_cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOE_CACHE_DIR", str(tmp_path / "moe-cache"))
+    raw = snapshot_raw()
+    raw["text"].append({**raw["text"][0], "name": "brand-new"})
+    cached = tmp_path / "moe-cache" / "pollinations" / "models.json"
+    cached.parent.mkdir(parents=True)
+    cached.write_text(json.dumps({"fetched_at": time.time(), **raw}), "utf-8")
+    moe = make_moe({"experts": {"new": {"kind": "pollinations", "model": "brand-new"}}})
+    assert "new" in moe.experts.cards()
+
+
 async def test_a_stale_cache_is_refreshed_on_start(fake, tmp_path):
     fake.text_models = [*fake.text_models, {**fake.text_models[0], "name": "fresh-model"}]
     stale = {"fetched_at": time.time() - 10 * 86400, **snapshot_raw()}
@@ -155,6 +166,28 @@ def test_moe_pollinations_sync_writes_the_cache_and_prints_config(tmp_path):
         "cache_dir": str(tmp_path),
     }
     assert json.loads((tmp_path / "models.json").read_text("utf-8"))["image"][-1] == "gptimage"
+
+
+def test_moe_pollinations_sync_without_cache_dir_writes_into_moe_cache_dir(tmp_path):
+    holder, thread = _serve_fake_in_thread()
+    fake = holder["fake"]
+    try:
+        result = run_moe(
+            "pollinations",
+            "sync",
+            "--text-base-url",
+            fake.text_url,
+            "--image-base-url",
+            fake.image_url,
+            env={"MOE_CACHE_DIR": str(tmp_path / "moe-cache"), "XDG_CACHE_HOME": str(tmp_path)},
+        )
+    finally:
+        holder["loop"].call_soon_threadsafe(holder["loop"].stop)
+        thread.join(10)
+    assert result.returncode == 0, result.stderr
+    cached = tmp_path / "moe-cache" / "pollinations" / "models.json"
+    assert json.loads(cached.read_text("utf-8"))["image"][-1] == "gptimage"
+    assert not (tmp_path / "moe").exists()  # not the XDG cache
 
 
 def test_moe_pollinations_sync_unreachable_is_a_clear_error(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from moe_core.models import ExpertResult
@@ -134,3 +136,40 @@ async def test_votes_over_http_stream_the_winner(gateway):
     response = await client.post("/v1/chat/completions", json=user("2+3?", stream=True))
     text = await response.text()
     assert "votes: 2 of 3" in text and text.rstrip().endswith("data: [DONE]")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+@pytest.mark.parametrize(
+    ("kind", "helpers"),
+    [
+        ("parallel-vote", {"embedder": "embedder"}),
+        ("quality-weighted", {}),
+        ("judge", {"judge": "referee"}),
+    ],
+)
+async def test_the_answer_is_credited_to_its_expert_not_to_whoever_helped_pick_it(
+    gateway, kind, helpers, stream
+):
+    experts = {
+        "a": expert("#### 5", quality=0.9),
+        "b": expert("so it is 5", quality=0.5),
+        "c": expert("#### 6", quality=0.2),  # called last of the three
+        "referee": expert("Best: 1, it shows its working."),
+        "embedder": expert("[1.0, 0.0]"),
+    }
+    combiner = {"kind": kind, "experts": ["a", "b", "c"], **helpers}
+    client = await gateway({"experts": experts, "combiner": combiner})
+    response = await client.post("/v1/chat/completions", json=user("2+3?", stream=stream))
+    assert response.status == 200
+    if stream:
+        chunks = [
+            json.loads(line[6:])
+            for line in (await response.text()).splitlines()
+            if line.startswith("data: {")
+        ]
+        models, metadata = {chunk["model"] for chunk in chunks}, chunks[-1]["moe_metadata"]
+    else:
+        body = await response.json()
+        models, metadata = {body["model"]}, body["moe_metadata"]
+    assert models == {"a"}
+    assert set(metadata["experts_used"]) == {"a", "b", "c", *helpers.values()}

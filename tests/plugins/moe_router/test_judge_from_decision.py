@@ -6,6 +6,7 @@ from moe_core.models import RoutingDecision
 from moe_core.parts import Gate
 from moe_core.plugins import Register, hookimpl
 from moe_core.testing import make_moe
+from tests.conftest import user
 
 
 def config() -> dict:
@@ -61,3 +62,15 @@ async def test_without_any_judge_the_best_quality_answer_is_returned_and_why():
     [note] = response.metadata.notes
     assert "the judge combiner needs a judge: set combiner.judge" in note
     assert note.endswith("picked a, the highest-quality expert")
+
+
+async def test_over_http_the_model_is_the_picked_expert_not_the_decisions_judge(gateway):
+    client = await gateway(
+        {**config(), "gate": {"kind": "names-a-judge"}, "combiner": {"kind": "single"}},
+        plugins=[("names-a-judge", _Plugin())],
+    )
+    response = await client.post("/v1/chat/completions", json=user("hi"))
+    body = await response.json()
+    assert body["choices"][0]["message"]["content"] == "B: hi"
+    assert body["model"] == "b"
+    assert sorted(body["moe_metadata"]["experts_used"]) == ["a", "b", "referee"]

@@ -53,6 +53,8 @@ async def test_a_failing_cheap_expert_goes_straight_to_the_strong_one():
         ("Confidence: 92. The arithmetic checks out.", True, None),
         ("Hmm, the second step is off. I'd give it 20/100.", False, "judge was 20% confident"),
         ("It depends on many things, I really cannot say.", False, "no usable number"),
+        ("0.9", True, None),  # a fraction, not 0.9 out of 100
+        ("0.3", False, "judge was 30% confident"),
     ],
 )
 async def test_the_judge_scorer_reads_a_rambling_judge(judge_reply, kept, note):
@@ -79,6 +81,53 @@ def test_scorers_and_their_parsing():
     assert answer_check(ExpertResult(content="I'm not sure, but maybe 4")) >= 0.5
     assert answer_check(ExpertResult(content="The answer is 4.")) == 0.0
     assert answer_check(ExpertResult(content="The answer", finish_reason="length")) == 0.4
+
+
+@pytest.mark.parametrize(
+    ("reply", "confidence"),
+    [
+        ("0.9", 0.9),
+        ("0.85", 0.85),
+        ("Confidence: 0.7", 0.7),
+        ("90", 0.9),
+        ("90%", 0.9),
+        ("90/100", 0.9),
+        ("8/10", 0.8),
+        ("1", 0.01),  # a whole number is on the 0 to 100 scale the judge was asked for
+        ("Confidence (0-100): 85", 0.85),  # the scale repeated back is not the verdict
+    ],
+)
+def test_the_judge_is_read_on_the_scale_it_answers_in(reply, confidence):
+    assert judge_confidence(reply) == pytest.approx(confidence)
+
+
+async def test_naming_a_judge_is_enough_to_have_it_judge():
+    config = cascade(
+        {"kind": "echo", "reply": "six"},
+        judge="judge",
+        judge_expert={"kind": "echo", "reply": "10"},
+    )
+    async with make_moe(config) as moe:
+        response = await moe.complete(user("what is 2*3"))
+    assert response.result.content == "strong: what is 2*3"
+    assert "the judge was 10% confident" in response.metadata.fallbacks[0].error
+    assert response.metadata.experts_used == ["cheap", "judge", "strong"]
+
+
+def test_a_judge_with_another_scorer_is_a_config_error():
+    with pytest.raises(
+        ConfigError,
+        match="combiner: judge: judge is the expert of scorer: judge, "
+        "but scorer is 'answer-check': write scorer: judge",
+    ):
+        make_moe(
+            cascade(
+                {"kind": "echo"},
+                scorer="answer-check",
+                judge="judge",
+                judge_expert={"kind": "echo", "reply": "90"},
+            )
+        )
 
 
 def test_a_judge_scorer_needs_a_judge():

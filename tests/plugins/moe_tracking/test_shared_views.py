@@ -52,7 +52,22 @@ async def test_the_other_instance_sees_breakers_performance_weights_and_tests(re
         await one.trackers["ab-tests"].start_test(
             ABTestSpec(expert_a="flaky", expert_b="steady"), set(one.experts)
         )
-        await asyncio.sleep(0.35)  # a few refreshes
+
+        def seen_by_two() -> bool:
+            view = signal(two, PerformanceSignal).performance("steady", None)
+            return (
+                signal(two, BreakerSignal).circuit_open("flaky")
+                and view is not None
+                and view.samples == 3
+                and signal(two, WeightSignal).learned_weight("steady", "code") != 1.0
+            )
+
+        # A few refreshes (every 0.1 s); polled rather than slept, so a busy machine running
+        # the tests cannot make the other instance look behind.
+        for _ in range(50):
+            if seen_by_two():
+                break
+            await asyncio.sleep(0.1)
 
         assert signal(two, BreakerSignal).circuit_open("flaky")
         view = signal(two, PerformanceSignal).performance("flaky", "code")

@@ -85,11 +85,12 @@ class ByT5Expert(Expert):
         await self.worker.run(self._load)
 
     def _load(self) -> None:
-        from transformers import ByT5Tokenizer, T5ForConditionalGeneration
-
         self.device = pick_device(self.options.device)
-        self._tokenizer = ByT5Tokenizer()
+        # Neither importing from transformers nor loading is safe in two threads at once.
         with LOADING_LOCK:
+            from transformers import ByT5Tokenizer, T5ForConditionalGeneration
+
+            self._tokenizer = ByT5Tokenizer()
             model = T5ForConditionalGeneration.from_pretrained(self.source, local_files_only=True)
         self._model = model.to(self.device).eval()
 

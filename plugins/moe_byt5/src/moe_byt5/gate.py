@@ -165,7 +165,8 @@ class FeaturesGate(Gate):
 
     def train(self, output: Path | None = None, progress: bool = True) -> dict[str, Any]:
         data = Path(self.options.data) if self.options.data else DEFAULT_DATA
-        return train(data, output or self.artefact_path)
+        result = train(data, output or artefact.default_output())
+        return artefact.with_usage(result, self.artefact_path)
 
 
 def _describe(values: dict[str, float]) -> str:

@@ -135,9 +135,11 @@ class Encoder(TextVectors):
     def load(self) -> Encoder:
         if self.model is None:
             import torch
-            from transformers import AutoModel, AutoTokenizer
 
-            with LOADING_LOCK:  # transformers cannot load two models at once from two threads
+            # Neither importing from transformers nor loading is safe in two threads at once.
+            with LOADING_LOCK:
+                from transformers import AutoModel, AutoTokenizer
+
                 self.tokenizer = AutoTokenizer.from_pretrained(
                     self.source.location, local_files_only=True
                 )

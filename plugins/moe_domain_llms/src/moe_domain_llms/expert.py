@@ -44,7 +44,7 @@ class HFCausalLMOptions(Options):
     )
     max_new_tokens: int = Field(256, ge=1, description="When the request sets no max_tokens")
     cache_dir: str | None = Field(
-        None, description="For converted GGUF files; default ~/.cache/moe"
+        None, description="For converted GGUF files; default $MOE_CACHE_DIR, else ~/.cache/moe"
     )
     trust_remote_code: bool = False
     max_batch_size: int = Field(8, ge=1, description="Requests generated together at most")

@@ -34,7 +34,7 @@ from moe_domain_llms.embeddings import DEFAULT_ENCODER, RUNTIME_HELP, Encoder, R
 from moe_domain_llms.lm_states import DEFAULT_LM
 from moe_domain_llms.second_opinion import LM_LAYER, PREFIX, SecondOpinion
 from moe_domain_llms.terms import TfidfFeatures
-from moe_domain_llms.training import DEFAULT_THRESHOLD
+from moe_domain_llms.training import DEFAULT_THRESHOLD, default_output, with_usage
 
 DEFAULT_DATA = Path(__file__).parent / "data" / "domain_queries.csv"
 
@@ -229,7 +229,10 @@ class TfidfNBGate(LearnedGate):
     def train(self, output: Path | None = None, progress: bool = True) -> dict[str, Any]:
         from moe_domain_llms.training import train_tfidf_nb
 
-        return train_tfidf_nb(self.data_path, output or self.artefact_path, progress=progress)
+        result = train_tfidf_nb(
+            self.data_path, output or default_output(self.kind), progress=progress
+        )
+        return with_usage(result, self.artefact_path)
 
 
 # -- sentence embeddings + logistic regression ----------------------------------------------
@@ -355,9 +358,9 @@ class EmbeddingGate(LearnedGate):
         from moe_domain_llms.training import train_embedding
 
         epochs = self.options.finetune_epochs
-        return train_embedding(
+        result = train_embedding(
             self.data_path,
-            output or self.artefact_path,
+            output or default_output(self.kind),
             # A fresh encoder: this gate's own may carry the old artefact's adapter.
             Encoder(self.options.encoder, where="gate.encoder", runtime=self.options.runtime),
             progress=progress,
@@ -368,3 +371,4 @@ class EmbeddingGate(LearnedGate):
                 else None
             ),
         )
+        return with_usage(result, self.artefact_path)

@@ -91,16 +91,18 @@ async def release(loaded: LoadedModel) -> None:
 
 def _load(key: ModelKey, batch: BatchSettings) -> LoadedModel:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _set_torch_threads(batch.torch_threads)
-    location = key.source.location
-    if key.source.gguf_file is not None:
-        cache = Path(key.cache_dir) if key.cache_dir else default_cache_dir()
-        location = str(ensure_converted(key.source.gguf_file, cache))
     local_only = {"local_files_only": True, "trust_remote_code": key.trust_remote_code}
     device = pick_device(key.device)
-    with LOADING_LOCK:  # transformers cannot load two models at once from two threads
+    # Neither importing from transformers nor loading is safe in two threads at once.
+    with LOADING_LOCK:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        location = key.source.location
+        if key.source.gguf_file is not None:
+            cache = Path(key.cache_dir) if key.cache_dir else default_cache_dir()
+            location = str(ensure_converted(key.source.gguf_file, cache))
         tokenizer = AutoTokenizer.from_pretrained(location, **local_only)
         model = AutoModelForCausalLM.from_pretrained(
             location, dtype=_pick_dtype(key.dtype, device), **local_only

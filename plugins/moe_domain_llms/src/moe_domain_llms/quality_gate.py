@@ -25,6 +25,7 @@ from moe_domain_llms.embeddings import DEFAULT_ENCODER, Encoder
 from moe_domain_llms.lm_states import DEFAULT_LAYER, DEFAULT_LM, LMStates
 from moe_domain_llms.quality import LM, OPTIONS, PROMPT, STEM, QualityPredictor, split_prompt
 from moe_domain_llms.quality_training import KIND, train_from_file
+from moe_domain_llms.training import default_output, with_usage
 
 PACKAGED = artefacts.PACKAGED / f"{KIND}.npz"
 
@@ -237,12 +238,13 @@ class QualityCostGate(Gate):
                 "weak_ok, strong_ok or weak_score, strong_score), e.g. --data outcomes.csv"
             )
         share = self.options.target_strong_share
-        return train_from_file(
+        result = train_from_file(
             Path(self.options.data),
-            output or self.artefact_path,
+            output or default_output(KIND),
             encoder=self.encoder if self.options.embeddings else None,
             lm=LMStates(self.options.lm, where="gate.lm") if self.options.lm_states else None,
             target_strong_share=0.5 if share is None else share,
             margin=self.options.margin,
             progress=progress,
         )
+        return with_usage(result, self.artefact_path)

@@ -104,17 +104,18 @@ class LongformerExpert(Expert):
         await self.worker.run(self._load)
 
     def _load(self) -> None:
-        from transformers import AutoTokenizer, LEDForConditionalGeneration, LongformerModel
-
         self.device = pick_device(self.options.device)
-        classes = {"embed": LongformerModel, "summarize": LEDForConditionalGeneration}
-        for task, source in self.sources.items():
-            with LOADING_LOCK:
+        # Neither importing from transformers nor loading is safe in two threads at once.
+        with LOADING_LOCK:
+            from transformers import AutoTokenizer, LEDForConditionalGeneration, LongformerModel
+
+            classes = {"embed": LongformerModel, "summarize": LEDForConditionalGeneration}
+            for task, source in self.sources.items():
                 tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
                 model = classes[task].from_pretrained(source, local_files_only=True)
-            self._tokenizers[task] = tokenizer
-            self._models[task] = model.to(self.device).eval()
-            self.windows[task] = self._window(task, model.config)
+                self._tokenizers[task] = tokenizer
+                self._models[task] = model.to(self.device).eval()
+                self.windows[task] = self._window(task, model.config)
 
     def _window(self, task: str, config: Any) -> int:
         """Tokens one forward pass takes, special tokens included."""

@@ -28,7 +28,11 @@ def add_commands(commands: Any) -> None:
     sync.add_argument("-c", "--config", help="take connection settings from this config")
     sync.add_argument("--text-base-url", help="text API root")
     sync.add_argument("--image-base-url", help="image API root")
-    sync.add_argument("--cache-dir", help="where the listing is cached")
+    sync.add_argument(
+        "--cache-dir",
+        help="where the listing is cached (default: pollinations/ in $MOE_CACHE_DIR, else in "
+        "~/.cache/moe)",
+    )
     sync.add_argument(
         "--print-config",
         action="store_true",

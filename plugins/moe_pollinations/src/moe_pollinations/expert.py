@@ -51,7 +51,11 @@ class PollinationsOptions(ConnectionOptions):
         description="Limit of each Pollinations call; default suits the model (images: 60 s "
         "for flux, 360 s for gptimage). The gateway's timeout_s also applies: the smaller wins",
     )
-    cache_dir: str | None = Field(None, description="Where the model listing is cached")
+    cache_dir: str | None = Field(
+        None,
+        description="Where the model listing is cached; default: $MOE_CACHE_DIR/pollinations, "
+        "else $XDG_CACHE_HOME/moe/pollinations, else ~/.cache/moe/pollinations",
+    )
     listing_ttl_s: float = Field(86_400.0, gt=0, description="Age after which it is refreshed")
     refresh_listing: bool = Field(True, description="Refresh a stale listing cache on start")
     voice: str = Field(DEFAULT_VOICE, description="Voice for spoken answers (audio models)")

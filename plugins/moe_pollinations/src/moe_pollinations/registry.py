@@ -27,7 +27,7 @@ log = structlog.get_logger(__name__)
 
 CACHE_FILE = "models.json"
 SNAPSHOT = "data/models_snapshot.json"
-DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "moe"
+CACHE_ENV = "MOE_CACHE_DIR"
 
 # What the image listing does not say but routing needs: which models are fast, which render
 # text and detail well, which take an input image. Unknown image models get the flux profile.
@@ -197,13 +197,21 @@ def snapshot() -> Listing:
     return Listing.parse(raw, "bundled snapshot")
 
 
+def default_cache_dir() -> Path:
+    """``$MOE_CACHE_DIR``, else ``$XDG_CACHE_HOME/moe``, else ``~/.cache/moe``: the gateway's
+    one cache root, read when asked rather than at import so a changed environment counts."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "moe"
+
+
 def cache_path(cache_dir: str | os.PathLike[str] | None) -> Path:
-    """Where the listing is cached: ``<cache_dir>/models.json``."""
-    return (
-        Path(cache_dir) / CACHE_FILE
-        if cache_dir
-        else DEFAULT_CACHE_DIR / "pollinations" / CACHE_FILE
-    )
+    """Where the listing is cached: ``<cache_dir>/models.json``, by default
+    ``<cache root>/pollinations/models.json`` (:func:`default_cache_dir`)."""
+    if cache_dir:
+        return Path(cache_dir).expanduser() / CACHE_FILE
+    return default_cache_dir() / "pollinations" / CACHE_FILE
 
 
 def read_cache(path: Path) -> Listing | None:

@@ -9,6 +9,9 @@ so two wordings of one answer agree; without one (or if it fails), answers whose
 enough (Jaccard similarity of their word sets at least ``similarity``) do. The winning group's
 answer from its highest-quality expert is returned, and ``moe_metadata.notes`` says how the vote
 went.
+
+The response's ``model`` names the expert whose answer was returned, never the embedder or the
+judge that helped pick it; ``moe_metadata.experts_used`` still lists every expert called.
 """
 
 from __future__ import annotations
@@ -46,6 +49,17 @@ def expert_quality(run: Run, expert: str) -> float:
     """The card's quality, or a neutral 0.5 for an expert whose card does not say."""
     quality = run.card(expert).quality
     return DEFAULT_QUALITY if quality is None else quality
+
+
+def answered_by(run: Run, expert: str) -> None:
+    """Make ``expert`` the last of ``run.experts_used``.
+
+    The gateway reports the last expert used as the answer's ``model`` (and feedback credits
+    it), but an embedder or a judge is called after the answers it helps pick, so without this
+    the judge would be named as the author of an answer it only chose.
+    """
+    run.experts_used.remove(expert)
+    run.experts_used.append(expert)
 
 
 def final_answer(text: str) -> str | None:
@@ -141,6 +155,7 @@ class VoteCombiner(ParallelCombiner):
             f"{kind}: {votes:g} of {total:g} for the answer of {agreeing}; "
             f"{len(groups)} distinct answer(s); returned {answers[chosen][0]}'s wording"
         )
+        answered_by(run, answers[chosen][0])
         return answers[chosen][1].model_copy(update={"usage": run.usage})
 
     async def _embed(
@@ -227,6 +242,7 @@ class JudgeCombiner(ParallelCombiner):
         else:
             reason = verdict.split("\n")[0].strip()
             run.note(f"the judge picked {answers[pick][0]}: {reason[:300]}")
+        answered_by(run, answers[pick][0])
         return answers[pick][1].model_copy(update={"usage": run.usage})
 
 

@@ -3,7 +3,8 @@
 Experts are tried from cheapest to strongest. After each answer but the last, a scorer (any
 scorer kind: ``answer-check``, ``judge``, or one a plugin registers) says how much it doubts the
 answer (0: keep it, 1: surely wrong); at or above ``threshold`` the next expert is asked, and
-``moe_metadata.fallbacks`` records why the earlier answer was set aside.
+``moe_metadata.fallbacks`` records why the earlier answer was set aside. Naming a ``judge``
+expert selects the ``judge`` scorer; with another ``scorer`` it is a configuration error.
 
 An answer is only returned once accepted, so the cheap stage is not streamed; when the cascade
 escalates, the last expert's answer streams as it is generated.
@@ -31,17 +32,31 @@ class CascadeOptions(CombinerOptions):
     experts: list[str] = Field(
         default_factory=list, description="Cheapest first; default: the decision's, then fallbacks"
     )
-    scorer: str = Field("answer-check", description="A scorer kind")
+    scorer: str = Field(
+        "answer-check", description="A scorer kind; default: answer-check, or judge with judge"
+    )
     scorer_options: dict[str, Any] = Field(
         default_factory=dict, description="The scorer kind's options"
     )
     judge: str | None = Field(
-        None, description="For scorer: judge, the judging expert (same as scorer_options.expert)"
+        None,
+        description="The expert that judges each answer: implies scorer: judge (same as "
+        "scorer_options.expert with it)",
     )
     threshold: float = Field(0.5, ge=0, le=1, description="Escalate at or above this doubt")
 
     @model_validator(mode="after")
     def _judge_named(self) -> CascadeOptions:
+        if self.judge is not None and self.scorer != "judge":
+            if "scorer" in self.model_fields_set:
+                raise ValueError(
+                    f"judge: {self.judge} is the expert of scorer: judge, but scorer is "
+                    f"{self.scorer!r}: write scorer: judge to have {self.judge} judge the "
+                    "answers, or drop judge"
+                )
+            # Naming a judge says which scorer is wanted; keeping the default scorer would
+            # leave the judge uncalled without a word.
+            self.scorer = "judge"
         if self.scorer == "judge" and not (self.judge or self.scorer_options.get("expert")):
             raise ValueError("scorer: judge needs judge: <expert name>")
         return self

@@ -3,9 +3,10 @@
 - ``answer-check``: signs a careful reader would notice: an empty or truncated answer, a refusal
   or admitted uncertainty, calculator annotations (``<<6*4=25>>``) that do not add up, and
   self-corrections. No model, no cost.
-- ``judge``: asks an expert for its confidence that the answer is correct, and reads a number
-  out of whatever it says; an answer with no usable number counts as "unsure" (0.5) and the
-  reason says so.
+- ``judge``: asks an expert for its confidence that the answer is correct, from 0 to 100, and
+  reads a number out of whatever it says, on the scale it states ("8/10") or, without one, as a
+  fraction when it plainly is one ("0.9"); an answer with no usable number counts as "unsure"
+  (0.5) and the reason says so.
 
 Other plugins add scorers through the ``moe_register_scorers`` hook (a predictor trained on
 recorded outcomes, say).
@@ -32,19 +33,44 @@ JUDGE_PROMPT = (
 )
 
 
+_NUMBER = r"(\d{1,3}(?:\.\d+)?)"
+# A stated scale: "90%", "90/100", "8/10", "0.9 / 1", "7 out of 100".
+_SCALE = r"\s*(%|(?:/|out of)\s*(?:100|10|1)\b)"
+_LABELLED = re.compile(rf"(?:confidence|score|rating)\D{{0,20}}{_NUMBER}(?:{_SCALE})?")
+_SCALED = re.compile(_NUMBER + _SCALE)
+_BARE = re.compile(rf"\b{_NUMBER}\b")
+# The scale repeated back ("confidence (0-100): 85") is not the verdict.
+_ASKED_SCALE = re.compile(r"\b0\s*(?:-|\u2013|to)\s*(?:100|10|1)\b")
+
+
 def judge_confidence(reply: str) -> float | None:
-    """The judge's confidence (0..1) read out of a reply that may ramble; None if there is none."""
-    lowered = reply.lower()
-    labelled = re.search(r"(?:confidence|score|rating)\D{0,20}(\d{1,3}(?:\.\d+)?)", lowered)
-    candidates = [labelled.group(1)] if labelled else []
-    candidates += re.findall(r"(\d{1,3}(?:\.\d+)?)\s*(?:%|/\s*100|out of 100)", lowered)
-    # Otherwise the last number: judges that explain themselves tend to conclude with it.
-    candidates += reversed(re.findall(r"\b\d{1,3}(?:\.\d+)?\b", lowered))
-    for candidate in candidates:
-        value = float(candidate)
-        if 0 <= value <= 100:
-            return value / 100
+    """The judge's confidence (0..1) read out of a reply that may ramble; None if there is none.
+
+    A labelled number ("confidence: 90") comes first, then one with a scale, then the last
+    number: judges that explain themselves tend to conclude with it.
+    """
+    lowered = _ASKED_SCALE.sub(" ", reply.lower())
+    labelled = _LABELLED.search(lowered)
+    candidates = [labelled.groups(default="")] if labelled else []
+    candidates += _SCALED.findall(lowered)
+    candidates += [(number, "") for number in reversed(_BARE.findall(lowered))]
+    for number, scale in candidates:
+        confidence = _as_fraction(float(number), number, scale)
+        if confidence is not None:
+            return confidence
     return None
+
+
+def _as_fraction(value: float, written: str, scale: str) -> float | None:
+    """A number read on the scale it states; without one, on the 0 to 100 the judge was asked
+    for, except that a decimal up to 1 ("0.9", "0.85") is taken as the fraction it plainly is."""
+    if scale:
+        top = 100.0 if scale == "%" else float(re.sub(r"\D", "", scale))
+    elif "." in written and value <= 1:
+        top = 1.0
+    else:
+        top = 100.0
+    return value / top if value <= top else None
 
 
 class AnswerCheckScorer(Scorer):
