@@ -28,6 +28,33 @@ if TYPE_CHECKING:
     import numpy as np
 
 FORMAT = 1
+DATA_DIR_ENV = "MOE_DATA_DIR"
+
+
+def data_dir() -> Path:
+    """Where the gateway keeps its files (trained artefacts, the tracking store):
+    ``$MOE_DATA_DIR``, else ``$XDG_DATA_HOME/moe``, else ``~/.local/share/moe``."""
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV]).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base).expanduser() / "moe"
+
+
+def default_output(kind: str) -> Path:
+    """Where ``moe gate train`` writes unless given an output: ``<data dir>/gates/<kind>.npz``.
+    A plugin's packaged artefact is written only when named as the output: every user of the
+    installation routes with it, a checkout tracks it and an upgrade replaces it."""
+    return data_dir() / "gates" / f"{kind}.npz"
+
+
+def with_usage(result: dict[str, Any], configured: Path) -> dict[str, Any]:
+    """A training ``result`` with a report line saying how to route with the new artefact."""
+    output = Path(result["artefact"]).absolute()
+    if output.resolve() == configured.resolve():
+        result["report"] += "\nthe gate routes with it from its next start"
+    else:
+        result["report"] += f"\nto route with it, set `artefact: {output}` in the gate's config"
+    return result
 
 
 @dataclass

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import inspect
 import textwrap
+from collections.abc import Callable
 from importlib import resources
-from typing import Protocol
+from typing import Any, Protocol
 
 from moe_core import hookspecs, orchestrator, parts, run, signals
 
@@ -30,6 +31,12 @@ def _doc(obj: object) -> str:
     return textwrap.dedent(inspect.getdoc(obj) or "").strip()
 
 
+def _defined(module: Any, keep: Callable[[type], bool]) -> list[type]:
+    """Classes ``module`` defines that ``keep`` accepts, in order: new ones document themselves."""
+    found = [c for c in vars(module).values() if isinstance(c, type)]
+    return [c for c in found if c.__module__ == module.__name__ and keep(c)]
+
+
 def render() -> str:
     sections = [HEADER, _doc(hookspecs), "", "## Hooks", ""]
     sections += [
@@ -43,32 +50,11 @@ def render() -> str:
         if name.startswith("moe_") and callable(function):
             sections += [f"### `{_signature(function)}`", "", _doc(function), ""]
     sections += ["## The parts", "", _doc(parts), ""]
-    for cls in (
-        parts.Part,
-        parts.Expert,
-        parts.Gate,
-        parts.TrainableGate,
-        parts.Combiner,
-        parts.ParallelCombiner,
-        parts.Tracker,
-        parts.Scorer,
-        parts.Frontend,
-    ):
+    for cls in _defined(parts, lambda c: issubclass(c, parts.Part) or Protocol in c.__mro__):
         sections += _class(cls)
     sections += ["## Protocols", "", _doc(signals), ""]
-    for cls in (
-        run.CallGuard,
-        orchestrator.Resource,
-        signals.BreakerSignal,
-        signals.PerformanceSignal,
-        signals.WeightSignal,
-        signals.ExperimentSignal,
-        signals.FeedbackRecorder,
-        signals.FeedbackListener,
-        signals.ExperimentRunner,
-        signals.BreakerControl,
-        signals.PerformanceReporter,
-    ):
+    protocols = _defined(signals, lambda c: Protocol in c.__mro__)
+    for cls in (run.CallGuard, orchestrator.Resource, *protocols):
         sections += _class(cls)
     sections.append(resources.files("moe_core").joinpath("tutorial.md").read_text("utf-8"))
     return "\n".join(sections).rstrip() + "\n"

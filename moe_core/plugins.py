@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
 import pluggy
@@ -119,14 +119,7 @@ class PluginInfo:
         return f'"{self.name}" (distribution {self.distribution or "unknown"})'
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "distribution": self.distribution,
-            "version": self.version,
-            "hooks": self.hooks,
-            "kinds": self.kinds,
-            "sections": self.sections,
-        }
+        return asdict(self)
 
 
 class KindRegistry:

@@ -33,6 +33,7 @@ from moe_core import (
     RoutingDecision,
     Tracker,
 )
+from moe_core.artefacts import default_output, with_usage
 
 DEFAULT_DATA = Path(__file__).parent / "data" / "features_train.csv"
 # The seed's name for "each expert's default task": it never restricts routing.
@@ -165,8 +166,8 @@ class FeaturesGate(Gate):
 
     def train(self, output: Path | None = None, progress: bool = True) -> dict[str, Any]:
         data = Path(self.options.data) if self.options.data else DEFAULT_DATA
-        result = train(data, output or artefact.default_output())
-        return artefact.with_usage(result, self.artefact_path)
+        result = train(data, output or default_output(artefact.KIND))
+        return with_usage(result, self.artefact_path)
 
 
 def _describe(values: dict[str, float]) -> str:

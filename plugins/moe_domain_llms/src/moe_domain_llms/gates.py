@@ -29,12 +29,13 @@ import numpy as np
 from pydantic import Field
 
 from moe_core import ChatRequest, ConfigError, ExpertCard, Gate, Options, RoutingDecision, Tracker
+from moe_core.artefacts import default_output, with_usage
 from moe_domain_llms import artefacts
 from moe_domain_llms.embeddings import DEFAULT_ENCODER, RUNTIME_HELP, Encoder, Runtime
 from moe_domain_llms.lm_states import DEFAULT_LM
 from moe_domain_llms.second_opinion import LM_LAYER, PREFIX, SecondOpinion
 from moe_domain_llms.terms import TfidfFeatures
-from moe_domain_llms.training import DEFAULT_THRESHOLD, default_output, with_usage
+from moe_domain_llms.training import DEFAULT_THRESHOLD
 
 DEFAULT_DATA = Path(__file__).parent / "data" / "domain_queries.csv"
 

@@ -20,12 +20,12 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from moe_core import ChatRequest, ConfigError, ExpertCard, Gate, Options, RoutingDecision, Tracker
+from moe_core.artefacts import default_output, with_usage
 from moe_domain_llms import artefacts
 from moe_domain_llms.embeddings import DEFAULT_ENCODER, Encoder
 from moe_domain_llms.lm_states import DEFAULT_LAYER, DEFAULT_LM, LMStates
 from moe_domain_llms.quality import LM, OPTIONS, PROMPT, STEM, QualityPredictor, split_prompt
 from moe_domain_llms.quality_training import KIND, train_from_file
-from moe_domain_llms.training import default_output, with_usage
 
 PACKAGED = artefacts.PACKAGED / f"{KIND}.npz"
 

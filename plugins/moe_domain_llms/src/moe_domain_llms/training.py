@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,36 +30,6 @@ from moe_domain_llms.second_opinion import SecondOpinionSettings
 # 11,454 rows of the shipped artefact and its layer-20 second opinion both gave 28, and 0.4 one
 # more out-of-domain error (15 against 14), so 0.5 stays.
 DEFAULT_THRESHOLD = 0.5
-
-DATA_DIR_ENV = "MOE_DATA_DIR"
-
-
-def data_dir() -> Path:
-    """Where the gateway keeps its files: ``$MOE_DATA_DIR``, else ``$XDG_DATA_HOME/moe``, else
-    ``~/.local/share/moe`` (the folder the tracking store uses too)."""
-    if os.environ.get(DATA_DIR_ENV):
-        return Path(os.environ[DATA_DIR_ENV]).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base).expanduser() / "moe"
-
-
-def default_output(kind: str) -> Path:
-    """Where ``moe gate train`` writes unless given an output: ``<data dir>/gates/<kind>.npz``.
-
-    The artefact packaged with this plugin is written only when named as the output: every user
-    of the installation routes with it, a checkout tracks it and an upgrade replaces it.
-    """
-    return data_dir() / "gates" / f"{kind}.npz"
-
-
-def with_usage(result: dict[str, Any], configured: Path) -> dict[str, Any]:
-    """``result`` with a report line saying how to route with the new artefact."""
-    output = Path(result["artefact"]).absolute()
-    if output.resolve() == configured.resolve():
-        result["report"] += "\nthe gate routes with it from its next start"
-    else:
-        result["report"] += f"\nto route with it, set `artefact: {output}` in the gate's config"
-    return result
 
 
 @dataclass

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from moe_core.artefacts import data_dir
 from moe_core.plugins import Options
 from moe_tracking.store import MemoryStore, Store
 
@@ -15,7 +16,6 @@ SECTION = "tracking"
 RESOURCE = "tracking.store"
 """Under this key the gateway keeps the store every tracker of it shares."""
 
-DATA_DIR_ENV = "MOE_DATA_DIR"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -44,14 +44,6 @@ class TrackingConfig(Options):
     refresh_s: float = Field(
         0.5, gt=0, description="How often trackers on a shared store refresh their local view."
     )
-
-
-def data_dir() -> Path:
-    """Where the gateway keeps its files: ``$MOE_DATA_DIR``, else the XDG data directory."""
-    if os.environ.get(DATA_DIR_ENV):
-        return Path(os.environ[DATA_DIR_ENV]).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base).expanduser() / "moe"
 
 
 def open_store(config: TrackingConfig) -> Store:
