@@ -10,6 +10,6 @@ if TYPE_CHECKING:
     from moe_core.orchestrator import MoE
 
 MOE_KEY: web.AppKey[MoE] = web.AppKey("moe")
-API_KEYS_KEY: web.AppKey[frozenset[str]] = web.AppKey("api_keys")
+API_KEYS_KEY: web.AppKey[frozenset[bytes]] = web.AppKey("api_keys")  # UTF-8 encoded
 BODY_LIMIT_KEY: web.AppKey[int] = web.AppKey("body_limit")
 REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("request_id")

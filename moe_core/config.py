@@ -219,9 +219,7 @@ def load_config(
         source = os.environ[CONFIG_ENV]
     base_dir = Path.cwd()
     if source is None:
-        from moe_core.plugins import create_plugin_manager
-
-        plugins = plugins or create_plugin_manager()
+        plugins = plugins or _plugins_for({}, DEFAULT_ORIGIN)
         data, origin = plugins.default_config(), DEFAULT_ORIGIN
         if not data.get("experts"):
             raise ConfigError(NO_DEFAULT)

@@ -270,26 +270,27 @@ class MoEPluginManager:
 
     def prepare_config(self, data: dict[str, Any], base_dir: Any, source: str) -> None:
         """Let each plugin rewrite the raw configuration (its own sections) before validation."""
-        for impl in self.pm.hook.moe_prepare_config.get_hookimpls():
-            self._call(impl, "moe_prepare_config", data=data, base_dir=base_dir, source=source)
+        self._each("moe_prepare_config", data=data, base_dir=base_dir, source=source)
 
     def default_config(self) -> dict[str, Any]:
         """The merged default-configuration fragments of every plugin (registration order)."""
         merged: dict[str, Any] = {}
         owners: dict[str, str] = {}
-        for impl in self.pm.hook.moe_default_config.get_hookimpls():
-            fragment = self._call(impl, "moe_default_config")
+        for plugin, fragment in self._each("moe_default_config"):
             if fragment is not None:
-                _merge(merged, fragment, owners, impl.plugin_name, self._infos, "")
+                _merge(merged, fragment, owners, plugin, self._infos, "")
         return merged
 
     def setup_app(self, app: Any, moe: Any, add_middleware: AddMiddleware) -> None:
-        for impl in self.pm.hook.moe_setup_app.get_hookimpls():
-            self._call(impl, "moe_setup_app", app=app, moe=moe, add_middleware=add_middleware)
+        self._each("moe_setup_app", app=app, moe=moe, add_middleware=add_middleware)
 
     def register_commands(self, commands: Any) -> None:
-        for impl in self.pm.hook.moe_register_commands.get_hookimpls():
-            self._call(impl, "moe_register_commands", commands=commands)
+        self._each("moe_register_commands", commands=commands)
+
+    def _each(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Every plugin's implementation of ``hook``, in registration order: (plugin, result)."""
+        impls = getattr(self.pm.hook, hook).get_hookimpls()
+        return [(impl.plugin_name, self._call(impl, hook, **kwargs)) for impl in impls]
 
     def _call(self, impl: Any, hook: str, **kwargs: Any) -> Any:
         """One plugin's implementation of ``hook``: a failure names the plugin."""

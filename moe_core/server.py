@@ -51,7 +51,7 @@ def create_app(moe: MoE, *, wait_for_experts: bool = False) -> web.Application:
         the server answers at once and experts that are still loading say so with a 503.
     """
     server = moe.config.server
-    api_keys = frozenset(server.api_keys())
+    api_keys = frozenset(key.encode() for key in server.api_keys())  # compared as bytes
     stages: dict[MiddlewareStage, list[Any]] = {stage: [] for stage in MIDDLEWARE_STAGES}
     if api_keys:
         stages["auth"].append(_auth_middleware)
@@ -198,9 +198,9 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
             headers={"WWW-Authenticate": "Bearer"},
         )
     # Bytes, because compare_digest refuses non-ASCII str (header bytes that are not UTF-8 come
-    # back from aiohttp's surrogateescape decoding as sent).
+    # back from aiohttp's surrogateescape decoding as sent); the configured keys are encoded once.
     sent = key.encode("utf-8", "surrogateescape")
-    if not any(hmac.compare_digest(sent, ok.encode()) for ok in request.app[API_KEYS_KEY]):
+    if not any(hmac.compare_digest(sent, ok) for ok in request.app[API_KEYS_KEY]):
         raise AuthenticationFailed(
             "Incorrect API key provided.", headers={"WWW-Authenticate": "Bearer"}
         )
