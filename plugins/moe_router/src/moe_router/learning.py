@@ -19,13 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from moe_core.models import RoutingDecision
 from moe_core.signals import PerformanceSignal, PerformanceView, WeightSignal, find_signals
+from moe_router.multi_factor import NEUTRAL_SCORE, history_score, learned_score
 from moe_router.selection import TaskType
 
 if TYPE_CHECKING:
     from moe_router.router import MoERouter
-
-NEUTRAL_WEIGHT = 0.5
-"""A recommendation weight that says nothing either way (no history, no feedback)."""
 
 
 class LearningDisabled(RuntimeError):
@@ -168,11 +166,10 @@ class PerformanceTrackerView:
 
 
 def recommendation_weight(view: PerformanceView | None, learned: float) -> float:
-    """History (neutral without calls) and a learned weight (0..2), averaged on a 0..1 scale."""
-    history = NEUTRAL_WEIGHT
-    if view is not None:
-        history = view.confidence * view.success_rate + (1 - view.confidence) * NEUTRAL_WEIGHT
-    return (history + min(1.0, max(0.0, learned / 2))) / 2
+    """History (neutral without calls) and a learned weight (0..2), each scored as the
+    ``multi-factor`` gate scores them, averaged."""
+    history = NEUTRAL_SCORE if view is None else history_score(view)
+    return (history + learned_score(learned)) / 2
 
 
 def learned_weight(trackers: Mapping[str, object], expert: str, task_type: str | None) -> float:
@@ -267,8 +264,7 @@ class LearningLoop:
 
     def get_model_weight(self, model_id: str, task_type: TaskType | str | None = None) -> float:
         """What feedback taught about the model, 0..1 (0.5 neutral)."""
-        learned = learned_weight(self._router.moe.trackers, model_id, _task(task_type))
-        return min(1.0, max(0.0, learned / 2))
+        return learned_score(learned_weight(self._router.moe.trackers, model_id, _task(task_type)))
 
     def get_model_performance_report(
         self, model_id: str, task_type: TaskType | str | None = None

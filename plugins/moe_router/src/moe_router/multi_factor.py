@@ -35,6 +35,7 @@ from moe_core.signals import (
     BreakerSignal,
     ExperimentSignal,
     PerformanceSignal,
+    PerformanceView,
     WeightSignal,
     find_signals,
 )
@@ -57,6 +58,18 @@ TRUSTED_HISTORY = 0.5
 """Confidence from which observed p95 latency replaces the card's."""
 _CHEAPEST_USD = 1e-7
 """Free models are priced at this for the log scale of cost efficiency."""
+NEUTRAL_SCORE = 0.5
+"""What history or feedback say with nothing to go on, on the 0..1 scale the gate scores."""
+
+
+def history_score(view: PerformanceView) -> float:
+    """History's say on an expert, 0..1: its success rate, trusted as far as its confidence."""
+    return view.confidence * view.success_rate + (1 - view.confidence) * NEUTRAL_SCORE
+
+
+def learned_score(weight: float) -> float:
+    """A learned weight (0..2, 1.0 neutral) on the gate's 0..1 scale."""
+    return 0.0 if weight < 0 else 1.0 if weight > 2 else weight / 2
 
 
 @dataclass(slots=True)
@@ -360,16 +373,16 @@ class MultiFactorGate(Gate):
         for candidate, log_cost in zip(candidates, logs, strict=True):
             p = candidate.profile
             cost = cost_weight if cost_per_log == 0.0 else (dearest - log_cost) * cost_per_log
-            history = 0.5
+            history = NEUTRAL_SCORE
             for tracker in history_sources:
                 view = tracker.performance(p.name, task)
                 if view is not None:
-                    history = view.confidence * view.success_rate + (1 - view.confidence) * 0.5
+                    history = history_score(view)
                     break
             learned = 1.0
             for tracker in weight_sources:
                 learned *= tracker.learned_weight(p.name, task)
-            learned = 0.0 if learned < 0 else 1.0 if learned > 2 else learned / 2
+            learned = learned_score(learned)
             parts = (
                 w_quality * p.quality_points,
                 cost,
