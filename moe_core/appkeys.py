@@ -11,5 +11,7 @@ if TYPE_CHECKING:
 
 MOE_KEY: web.AppKey[MoE] = web.AppKey("moe")
 API_KEYS_KEY: web.AppKey[frozenset[bytes]] = web.AppKey("api_keys")  # UTF-8 encoded
+ADMIN_KEYS_KEY: web.AppKey[frozenset[bytes]] = web.AppKey("admin_keys")
 BODY_LIMIT_KEY: web.AppKey[int] = web.AppKey("body_limit")
+START_ERROR_KEY: web.AppKey[list[BaseException]] = web.AppKey("start_error")
 REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("request_id")

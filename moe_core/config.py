@@ -1,8 +1,9 @@
 """The configuration file: one YAML document, validated strictly, errors naming the exact key.
 
-The core owns six top-level sections (``server``, ``experts``, ``gate``, ``combiner``,
-``trackers``, ``plugins``); every other one belongs to the installed plugin that declared it
-(:func:`moe_core.hookspecs.moe_config_sections`) and is validated against that plugin's model.
+The core owns seven top-level sections (``server``, ``experts``, ``gate``, ``combiner``,
+``trackers``, ``preparers``, ``plugins``); every other one belongs to the installed plugin that
+declared it (:func:`moe_core.hookspecs.moe_config_sections`) and is validated against that
+plugin's model.
 Each instance's own options are checked against its kind's options model when the gateway is
 built (:meth:`MoEConfig.validate_instance`). Every error names the key:
 ``experts.local.max_tokens: Input should be a valid integer``.
@@ -65,18 +66,32 @@ class ServerConfig(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     access_log: bool = True
+    admin_keys_env: str | None = Field(
+        None,
+        description="Environment variable holding the keys that may also reset breakers, run "
+        "A/B tests, reload and change configuration; with keys set and no admin key, nobody may.",
+    )
+    drop_unsupported_params: bool = Field(
+        False, description="Drop what an expert cannot honour (tools, images...) instead of a 400"
+    )
     frontends: dict[str, FrontendSettings] = Field(default_factory=dict)
 
     def api_keys(self) -> list[str]:
-        """The configured bearer keys, read from the environment at startup."""
-        if not self.api_keys_env:
+        """The configured bearer keys (admin keys included), read from the environment."""
+        return self._keys("api_keys_env") + self.admin_keys()
+
+    def admin_keys(self) -> list[str]:
+        return self._keys("admin_keys_env")
+
+    def _keys(self, setting: str) -> list[str]:
+        variable = getattr(self, setting)
+        if not variable:
             return []
-        raw = os.environ.get(self.api_keys_env, "")
-        keys = [key.strip() for key in raw.split(",") if key.strip()]
+        keys = [key.strip() for key in os.environ.get(variable, "").split(",") if key.strip()]
         if not keys:
             raise ConfigError(
-                f"server.api_keys_env: environment variable {self.api_keys_env} is not set or "
-                "empty; set it to one or more comma-separated keys, or remove api_keys_env"
+                f"server.{setting}: environment variable {variable} is not set or empty; set "
+                f"it to one or more comma-separated keys, or remove {setting}"
             )
         return keys
 
@@ -138,6 +153,7 @@ class MoEConfig(BaseModel):
     trackers: dict[str, InstanceConfig] = Field(
         default_factory=lambda: {"memory": InstanceConfig(kind="memory")}
     )
+    preparers: dict[str, InstanceConfig] = Field(default_factory=dict)
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
     _source: str = PrivateAttr("<dict>")
     _sections: dict[str, BaseModel | None] = PrivateAttr(default_factory=dict)

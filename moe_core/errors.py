@@ -60,6 +60,12 @@ class AuthenticationFailed(MoEError):
     code = "invalid_api_key"
 
 
+class PermissionDenied(MoEError):
+    status = 403
+    type = "permission_error"
+    code = "admin_key_required"
+
+
 class NotFound(MoEError):
     status = 404
     type = "invalid_request_error"

@@ -119,6 +119,21 @@ def moe_register_scorers(register: Register) -> None:
 
 
 @hookspec
+def moe_register_preparers(register: Register) -> None:
+    """Register preparer kinds: steps that rewrite a request just before one expert gets it.
+
+    ``factory(name=..., options=...)`` must return a :class:`moe_core.Preparer` whose
+    ``async prepare(run, expert, request)`` returns the request that expert should see: images
+    described for a text-only expert, fetched pages or search results added as context. The
+    configuration's ``preparers`` map names instances, which run in order on every expert call.
+
+    :param register: the registration callback.
+
+    Called once at startup.
+    """
+
+
+@hookspec
 def moe_register_frontends(register: Register) -> None:
     """Register frontend kinds: sets of HTTP routes that speak one wire format.
 

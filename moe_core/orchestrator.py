@@ -14,17 +14,19 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import structlog
 from pydantic import ValidationError
 
+from moe_core import capabilities
 from moe_core.config import InstanceConfig, MoEConfig, load_config
 from moe_core.errors import (
     ConfigError,
     ExpertTimeout,
+    ExpertUnavailable,
     GateError,
     InvalidRequest,
     ModelNotFound,
@@ -42,13 +44,14 @@ from moe_core.events import (
 from moe_core.models import (
     ChatRequest,
     Delta,
+    ExpertCard,
     ExpertResult,
     MoEMetadata,
     MoEResponse,
     RoutingDecision,
 )
 from moe_core.options import CombinerOptions
-from moe_core.parts import Combiner, Gate, Tracker
+from moe_core.parts import Combiner, Gate, Preparer, Tracker
 from moe_core.plugins import MoEPluginManager, Part, create_plugin_manager
 from moe_core.pool import ExpertPool, ExpertSlot
 from moe_core.run import CallGuard, Run
@@ -91,6 +94,7 @@ class MoE:
         gate: Gate,
         combiner: Combiner,
         trackers: dict[str, Tracker],
+        preparers: Sequence[Preparer] = (),
     ) -> None:
         self.config = config
         self.plugins = manager
@@ -99,6 +103,7 @@ class MoE:
         self.default_combiner = combiner
         self.auto_names = frozenset((AUTO, *config.gate.aliases))
         self.trackers = trackers
+        self.preparers = tuple(preparers)
         # Each event type's observers, so that an event no tracker wants costs nothing.
         self._observers: dict[type[Event], tuple[Tracker, ...]] = {
             kind: tuple(tracker for tracker in trackers.values() if kind in tracker.observes)
@@ -112,6 +117,8 @@ class MoE:
         )
         self._combiners: dict[str, Combiner] = {config.combiner.kind: combiner}
         self._started = False
+        self.ready = False
+        """True once the gate and combiner have started: until then requests get a 503."""
 
     # -- construction --------------------------------------------------------------------
 
@@ -156,13 +163,24 @@ class MoE:
             name: build_part(manager, config, "tracker", tracker, name, f"trackers.{name}")
             for name, tracker in config.trackers.items()
         }
+        preparers = [
+            build_part(manager, config, "preparer", preparer, name, f"preparers.{name}")
+            for name, preparer in config.preparers.items()
+        ]
         moe = cls(
-            config, manager, pool=ExpertPool(slots), gate=gate, combiner=combiner, trackers=trackers
+            config,
+            manager,
+            pool=ExpertPool(slots),
+            gate=gate,
+            combiner=combiner,
+            trackers=trackers,
+            preparers=preparers,
         )
         cards = moe.experts.cards()
-        for part in (gate, combiner):
+        for part in (gate, combiner, *preparers):
             part.check_experts(cards)
-        for part in (*(slot.expert for slot in slots), *trackers.values(), gate, combiner):
+        experts = (slot.expert for slot in slots)
+        for part in (*experts, *trackers.values(), *preparers, gate, combiner):
             part.attach(moe)
         return moe
 
@@ -199,19 +217,25 @@ class MoE:
             except Exception as exc:
                 self._started = False
                 raise ConfigError(f"{key}: cannot start: {exc}") from exc
-        for tracker in self.trackers.values():
-            await tracker.start()
+        for part in (*self.trackers.values(), *self.preparers):
+            await part.start()
         await self.gate.start()
         await self.default_combiner.start()
+        self.ready = True
         if experts:
             await self.experts.start(wait=wait)
 
     async def aclose(self) -> None:
         if not self._started:
             return
-        self._started = False
+        self._started = self.ready = False
         await self.experts.close()
-        for part in (self.gate, *self._combiners.values(), *self.trackers.values()):
+        for part in (
+            self.gate,
+            *self._combiners.values(),
+            *self.trackers.values(),
+            *self.preparers,
+        ):
             try:
                 await part.close()
             except Exception as exc:
@@ -247,9 +271,24 @@ class MoE:
 
     async def route(self, request: RequestLike) -> RoutingDecision:
         """The routing decision for a request, without calling any expert."""
-        return await self._decide(self.parse(request))
+        parsed = self.parse(request)
+        return await self._decide(parsed, self.needs(parsed))
 
-    async def _decide(self, request: ChatRequest) -> RoutingDecision:
+    def needs(self, request: ChatRequest) -> dict[str, str]:
+        """What the request needs from an expert that no preparer provides for every expert."""
+        wanted = capabilities.needs(request)
+        for preparer in self.preparers:
+            for need in preparer.provides:
+                wanted.pop(need, None)
+        return wanted
+
+    async def _decide(self, request: ChatRequest, wanted: dict[str, str]) -> RoutingDecision:
+        if not self.ready:
+            raise ExpertUnavailable(
+                "The gateway is still starting (loading its gate); retry shortly",
+                code="gateway_loading",
+                headers={"Retry-After": "5"},
+            )
         hints = request.moe
         forced = None if hints is None else hints.force_expert
         target = forced or request.model
@@ -262,6 +301,9 @@ class MoE:
                     param=param,
                 )
             how = "moe.force_expert" if forced else "model"
+            lacking = capabilities.missing(self.experts[target].card, wanted)
+            if lacking and not self.config.server.drop_unsupported_params:
+                raise capabilities.unsupported(target, lacking)
             # That expert alone (with its own fallbacks), whatever the configured strategy would
             # do with the gate's choices; a request can still ask for a strategy by name.
             return RoutingDecision(
@@ -271,8 +313,18 @@ class MoE:
                 confidence=1.0,
                 rationale=f"the request named expert {target!r} in {how}",
             )
+        cards = self.experts.cards()
+        skipped = []
+        if wanted:
+            skipped = sorted(
+                name for name, card in cards.items() if capabilities.missing(card, wanted)
+            )
+            if len(skipped) == len(cards) and not self.config.server.drop_unsupported_params:
+                raise capabilities.unsupported(", ".join(skipped), wanted)
+            if len(skipped) < len(cards):
+                cards = {name: card for name, card in cards.items() if name not in skipped}
         try:
-            decision = await self.gate.route(request, self.experts.cards(), self.trackers)
+            decision = await self.gate.route(request, cards, self.trackers)
         except MoEError:
             raise
         except Exception as exc:
@@ -285,6 +337,9 @@ class MoE:
             raise GateError(f"gate {self.gate.name!r} chose unknown expert(s) {unknown}")
         if not decision.gate:
             decision.gate = self.gate.name
+        decision.strategy = decision.strategy or self.default_combiner.name
+        if skipped and len(skipped) < len(self.experts.names):
+            _steer(decision, cards, skipped, wanted)
         return decision
 
     def __contains__(self, expert: object) -> bool:
@@ -341,8 +396,9 @@ class MoE:
         request_id = request_id or new_request_id()
         if self._observers[RequestStarted]:
             await self.emit(RequestStarted(request_id=request_id, request=parsed))
+        wanted = self.needs(parsed)
         try:
-            decision = await self._decide(parsed)
+            decision = await self._decide(parsed, wanted)
             # The combiner the request asked for, or its decision named, or the configured one.
             hints = parsed.moe
             name = (None if hints is None else hints.strategy) or decision.strategy
@@ -359,6 +415,9 @@ class MoE:
             pool=self.experts,
             emit=self.emit,
             guards=self.guards,
+            preparers=self.preparers,
+            needs=wanted,
+            drop_unsupported=self.config.server.drop_unsupported_params,
         )
         return _Execution(self, run, combiner, started)
 
@@ -508,6 +567,24 @@ class MoEStream:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _steer(
+    decision: RoutingDecision,
+    capable: Mapping[str, ExpertCard],
+    skipped: list[str],
+    wanted: Mapping[str, str],
+) -> None:
+    """Keep only capable experts in a decision (a gate may pick from its own configuration
+    rather than the cards it was given), and say which were skipped and why."""
+    chosen = [name for name in decision.experts if name in capable]
+    if not chosen:
+        # The best capable expert by its card's quality, ties to the configured order.
+        chosen = [max(capable, key=lambda name: capable[name].quality or 0.0)]
+    decision.experts = chosen
+    decision.fallbacks = [name for name in decision.fallbacks if name in capable]
+    asked = ", ".join(sorted(set(wanted.values())))
+    decision.rationale += f"; skipped {', '.join(skipped)}: they cannot honour {asked}"
 
 
 def _finished(request_id: str, started: float, error: MoEError) -> RequestFinished:

@@ -161,6 +161,22 @@ class Scorer(Part):
         """Judge ``answer`` to ``run.request``; may call experts through ``run``."""
 
 
+class Preparer(Part):
+    """A step between the combiner and an expert: the request that expert should see.
+
+    Preparers run in configured order on every call; one that raises fails that call like the
+    expert would (its fallbacks answer). Tell the caller what changed with ``run.note``.
+    """
+
+    provides: ClassVar[frozenset[str]] = frozenset()
+    """Capabilities this step gives every expert (``vision``: it turns images into text), so
+    that routing does not skip experts that lack them (see :mod:`moe_core.capabilities`)."""
+
+    @abc.abstractmethod
+    async def prepare(self, run: Run, expert: str, request: ChatRequest) -> ChatRequest:
+        """The request ``expert`` gets; ``run.card(expert)`` says what it can read."""
+
+
 class ParallelOptions(CombinerOptions):
     experts: list[str] = Field(
         default_factory=list, description="Experts to call; default: the decision's"

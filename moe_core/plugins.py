@@ -12,7 +12,7 @@ import importlib
 import importlib.metadata
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import pluggy
 from pydantic import BaseModel
@@ -33,14 +33,16 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
 )
 """The core's own plugins, registered like installed ones and disabled the same way (by name,
 in ``plugins.disable``): what a bare gateway needs and nothing more."""
-CORE_SECTIONS = frozenset({"server", "experts", "gate", "combiner", "trackers", "plugins"})
+CORE_SECTIONS = frozenset(
+    {"server", "experts", "gate", "combiner", "trackers", "preparers", "plugins"}
+)
 MiddlewareStage = Literal["auth", "limits", "routes"]
 MIDDLEWARE_STAGES: tuple[MiddlewareStage, ...] = ("auth", "limits", "routes")
 
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-Part = Literal["expert", "gate", "combiner", "tracker", "frontend", "scorer"]
-PARTS: tuple[Part, ...] = ("expert", "gate", "combiner", "tracker", "frontend", "scorer")
+Part = Literal["expert", "gate", "combiner", "tracker", "frontend", "scorer", "preparer"]
+PARTS: tuple[Part, ...] = get_args(Part)
 _HOOK_OF_PART: dict[Part, str] = {part: f"moe_register_{part}s" for part in PARTS}
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import structlog
 
+from moe_core import capabilities
 from moe_core.errors import BudgetExceeded, ExpertFailed, ExpertTimeout, MoEError
 from moe_core.events import Event, ExpertCalled, elapsed_ms
 from moe_core.models import (
@@ -28,6 +29,9 @@ from moe_core.models import (
     Usage,
 )
 from moe_core.pool import ExpertPool, ExpertSlot
+
+if TYPE_CHECKING:
+    from moe_core.parts import Preparer
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +72,9 @@ class Run:
         pool: ExpertPool,
         emit: Emit,
         guards: Sequence[CallGuard] = (),
+        preparers: Sequence[Preparer] = (),
+        needs: Mapping[str, str] | None = None,
+        drop_unsupported: bool = False,
     ) -> None:
         self.request_id = request_id
         self.request = request
@@ -75,6 +82,9 @@ class Run:
         self._pool = pool
         self._emit = emit
         self._guards = guards
+        self._preparers = preparers
+        self._needs = needs
+        self._drop_unsupported = drop_unsupported
         self.latency_ms: dict[str, float] = {}
         self.experts_used: list[str] = []
         self.fallbacks: list[FallbackRecord] = []
@@ -127,8 +137,7 @@ class Run:
         slot = self._pool[expert]
         if slot.state != "ready":
             slot.check_ready()
-        prepared = self.prepare(request)
-        self._check_budget(slot, prepared)
+        prepared = await self._prepared(slot, request)
         if self._guards:
             await self._admit(slot)
         started = time.perf_counter()
@@ -154,8 +163,7 @@ class Run:
         slot = self._pool[expert]
         if slot.state != "ready":
             slot.check_ready()
-        prepared = self.prepare(request)
-        self._check_budget(slot, prepared)
+        prepared = await self._prepared(slot, request)
         if self._guards:
             await self._admit(slot)
         started = time.perf_counter()
@@ -183,6 +191,36 @@ class Run:
                 raise
             raise error from exc
         await self._record(slot, started, streamed=True, usage=usage, error=None)
+
+    async def _prepared(self, slot: ExpertSlot, request: ChatRequest | None) -> ChatRequest:
+        """The request as this expert gets it: overrides, then each preparer, then the budget."""
+        prepared = self.prepare(request)
+        for preparer in self._preparers:
+            try:
+                prepared = await preparer.prepare(self, slot.name, prepared)
+            except MoEError:
+                raise
+            except Exception as exc:
+                raise ExpertFailed(
+                    f"preparer {preparer.name!r} failed before expert {slot.name!r}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+        if self._needs:  # checked after the preparers, which may have met a need (images)
+            prepared = self._fit(slot, prepared)
+        self._check_budget(slot, prepared)
+        return prepared
+
+    def _fit(self, slot: ExpertSlot, request: ChatRequest) -> ChatRequest:
+        """A 400 naming what this expert cannot honour, or the request without it where the
+        configuration drops unsupported parameters."""
+        lacking = capabilities.missing(slot.card, capabilities.needs(request))
+        if not lacking:
+            return request
+        if not self._drop_unsupported:
+            raise capabilities.unsupported(slot.name, lacking)
+        request, dropped = capabilities.without(request, lacking)
+        self.note(f"dropped {', '.join(dropped)} for {slot.name!r}, which does not support them")
+        return request
 
     async def _admit(self, slot: ExpertSlot) -> None:
         for guard in self._guards:

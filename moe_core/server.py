@@ -10,9 +10,13 @@ traceback and answered with a plain 500 envelope, never the traceback itself.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import gc
 import hmac
 import re
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -20,7 +24,14 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from moe_core.appkeys import API_KEYS_KEY, BODY_LIMIT_KEY, MOE_KEY, REQUEST_ID_KEY
+from moe_core.appkeys import (
+    ADMIN_KEYS_KEY,
+    API_KEYS_KEY,
+    BODY_LIMIT_KEY,
+    MOE_KEY,
+    REQUEST_ID_KEY,
+    START_ERROR_KEY,
+)
 from moe_core.config import FrontendSettings, InstanceConfig
 from moe_core.errors import (
     AuthenticationFailed,
@@ -28,6 +39,7 @@ from moe_core.errors import (
     MethodNotAllowed,
     MoEError,
     NotFound,
+    PermissionDenied,
 )
 from moe_core.events import elapsed_ms
 from moe_core.http import body_too_large, error_response, json_response
@@ -41,7 +53,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID_HEADER = "X-Request-Id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Paths that must answer without a key: load balancers probe them.
-PUBLIC_PATHS = frozenset({"/health"})
+PUBLIC_PATHS = frozenset({"/health", "/health/live"})
 
 
 def create_app(moe: MoE, *, wait_for_experts: bool = False) -> web.Application:
@@ -64,12 +76,23 @@ def create_app(moe: MoE, *, wait_for_experts: bool = False) -> web.Application:
     app = web.Application(client_max_size=server.max_body_bytes)
     app[MOE_KEY] = moe
     app[API_KEYS_KEY] = api_keys
+    app[ADMIN_KEYS_KEY] = frozenset(key.encode() for key in server.admin_keys())
     app[BODY_LIMIT_KEY] = server.max_body_bytes
+    app[START_ERROR_KEY] = []
     app.on_response_prepare.append(_add_request_id_header)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        await moe.start(wait=wait_for_experts)
+        # The port is bound while the gate and experts load, so that health checks see
+        # `loading` (and requests a 503 with Retry-After) instead of a closed port.
+        starting = asyncio.create_task(moe.start(wait=wait_for_experts))
+        if wait_for_experts:
+            await starting
+        else:
+            starting.add_done_callback(functools.partial(_stop_if_failed, app))
         yield
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
         await moe.aclose()
 
     app.cleanup_ctx.append(lifecycle)
@@ -81,6 +104,15 @@ def create_app(moe: MoE, *, wait_for_experts: bool = False) -> web.Application:
     for frontend in build_frontends(moe):
         frontend.setup(app)
     return app
+
+
+def _stop_if_failed(app: web.Application, starting: asyncio.Task[None]) -> None:
+    """A gateway that cannot start stops, and :func:`serve` raises why (the CLI prints it)."""
+    if starting.cancelled() or starting.exception() is None:
+        return
+    app[START_ERROR_KEY].append(starting.exception())
+    log.error("server.start_failed", error=str(starting.exception()))
+    signal.raise_signal(signal.SIGINT)  # run_app's own handler: a graceful shutdown
 
 
 def build_frontends(moe: MoE) -> list[Frontend]:
@@ -191,27 +223,42 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> MoEErr
 async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in PUBLIC_PATHS:
         return await handler(request)
-    key = bearer_key(request)
-    if key is None:
+    if not _key_in(request, API_KEYS_KEY):
         raise AuthenticationFailed(
-            "Missing API key: send it as 'Authorization: Bearer <key>'",
+            "Incorrect API key provided."
+            if bearer_key(request)
+            else "Missing API key: send it as 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
-        )
-    # Bytes, because compare_digest refuses non-ASCII str (header bytes that are not UTF-8 come
-    # back from aiohttp's surrogateescape decoding as sent); the configured keys are encoded once.
-    sent = key.encode("utf-8", "surrogateescape")
-    if not any(hmac.compare_digest(sent, ok) for ok in request.app[API_KEYS_KEY]):
-        raise AuthenticationFailed(
-            "Incorrect API key provided.", headers={"WWW-Authenticate": "Bearer"}
         )
     return await handler(request)
 
 
+def require_admin(request: web.Request) -> None:
+    """Refuse an action that changes the gateway for everyone (a breaker reset, an A/B test, a
+    reload) unless it comes with an admin key; a gateway with no keys at all is open to all.
+
+    :raises PermissionDenied: a 403 naming ``server.admin_keys_env``.
+    """
+    if request.app[API_KEYS_KEY] and not _key_in(request, ADMIN_KEYS_KEY):
+        raise PermissionDenied(
+            f"{request.method} {request.path} needs an admin key (server.admin_keys_env)"
+        )
+
+
+def _key_in(request: web.Request, keys: web.AppKey[frozenset[bytes]]) -> bool:
+    key = bearer_key(request)
+    # Bytes, because compare_digest refuses non-ASCII str (header bytes that are not UTF-8 come
+    # back from aiohttp's surrogateescape decoding as sent); the configured keys are encoded once.
+    sent = None if key is None else key.encode("utf-8", "surrogateescape")
+    return sent is not None and any(hmac.compare_digest(sent, ok) for ok in request.app[keys])
+
+
 def bearer_key(request: web.Request) -> str | None:
-    """The key of an ``Authorization: Bearer <key>`` header, if the request sends one."""
+    """The key of an ``Authorization: Bearer <key>`` header, or of ``x-api-key`` (as Anthropic's
+    clients send it), if the request sends one."""
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-    key = key.strip()
-    return key if scheme.lower() == "bearer" and key else None
+    key = key.strip() if scheme.lower() == "bearer" else ""
+    return key or request.headers.get("x-api-key", "").strip() or None
 
 
 def serve(moe: MoE, *, host: str | None = None, port: int | None = None) -> None:
@@ -237,6 +284,8 @@ def serve(moe: MoE, *, host: str | None = None, port: int | None = None) -> None
         print=None,
         loop=loop,
     )
+    if app[START_ERROR_KEY]:
+        raise app[START_ERROR_KEY][0]
 
 
 GC_FIRST_GENERATION_THRESHOLD = 7000

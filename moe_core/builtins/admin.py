@@ -15,25 +15,33 @@ from moe_core.plugins import Register, distribution_version, hookimpl
 
 
 class AdminFrontend(Frontend):
-    """``GET /health``, ``GET /-/plugins`` and ``GET /-/stats``."""
+    """``GET /health``, ``GET /health/live``, ``GET /-/plugins`` and ``GET /-/stats``."""
 
     def setup(self, app: web.Application) -> None:
         app.router.add_get("/health", health)
+        app.router.add_get("/health/live", live)
         app.router.add_get("/-/plugins", plugins)
         app.router.add_get("/-/stats", stats)
 
 
+async def live(request: web.Request) -> web.Response:
+    """Liveness: the process answers (models may still be loading)."""
+    return json_response({"status": "live"})
+
+
 async def health(request: web.Request) -> web.Response:
-    """200 while at least one expert can answer; 503 while none can (loading or failed)."""
+    """Readiness: 503 ``loading`` until the gate and every expert have loaded (with progress),
+    then 200 ``ok``, or ``degraded`` while some experts failed and others answer; 503
+    ``unavailable`` when none can."""
     moe = request.app[MOE_KEY]
     experts = {name: slot.status() for name, slot in moe.experts.items()}
-    states = {status["state"] for status in experts.values()}
-    if states == {"ready"}:
+    states = [status["state"] for status in experts.values()]
+    if not moe.ready or "loading" in states or "idle" in states:
+        status = "loading"
+    elif all(state == "ready" for state in states):
         status = "ok"
     elif "ready" in states:
         status = "degraded"
-    elif "loading" in states or "idle" in states:
-        status = "loading"
     else:
         status = "unavailable"
     # The first call may import torch (seconds): never on the event loop.
@@ -42,13 +50,16 @@ async def health(request: web.Request) -> web.Response:
         {
             "status": status,
             "version": distribution_version("moe-core"),
+            "gate": "ready" if moe.ready else "loading",
+            "progress": {"experts_ready": states.count("ready"), "experts": len(states)},
             "experts": experts,
             # The fields the seed's clients read: every expert loaded, and where models run.
-            "models_loaded": states == {"ready"},
+            "models_loaded": moe.ready and states.count("ready") == len(states),
             "cuda_available": cuda,
             "device": "cuda" if cuda else "cpu",
         },
         status=200 if status in ("ok", "degraded") else 503,
+        headers={"Retry-After": "5"} if status == "loading" else None,
     )
 
 

@@ -8,6 +8,8 @@ import gzip
 import orjson
 import pytest
 
+from moe_core.builtins.fixed import FixedGate, FixedGateOptions
+from moe_core.plugins import Register, hookimpl
 from tests.conftest import user
 
 ECHO = {"experts": {"echo": {"kind": "echo"}}}
@@ -223,6 +225,47 @@ async def test_health_reports_loading_then_ready_and_calls_meanwhile_get_503(gat
             break
     body = await response.json()
     assert body["status"] == "ok" and body["experts"]["slow"]["state"] == "ready"
+
+
+class SlowGate(FixedGate):
+    """A gate whose model takes a while to load (as an embedding gate's does)."""
+
+    async def start(self) -> None:
+        await asyncio.sleep(0.5)
+
+
+class SlowGatePlugin:
+    @hookimpl
+    def moe_register_gates(self, register: Register) -> None:
+        register("slow-gate", SlowGate, options=FixedGateOptions)
+
+
+async def test_the_port_answers_while_the_gate_loads_and_readiness_waits_for_it(gateway):
+    config = {
+        "experts": {"a": {"kind": "echo"}, "b": {"kind": "echo", "load_delay_s": 0.8}},
+        "gate": {"kind": "slow-gate", "expert": "a"},
+    }
+    client = await gateway(config, plugins=[("slow", SlowGatePlugin())], wait=False)
+    assert (await client.get("/health/live")).status == 200
+    response = await client.get("/health")
+    assert response.status == 503 and response.headers["Retry-After"]
+    body = await response.json()
+    assert body["status"] == "loading" and body["gate"] == "loading"
+    assert body["progress"] == {"experts_ready": 0, "experts": 2}
+    chat = await client.post("/v1/chat/completions", json=user("hi"))
+    assert chat.status == 503 and chat.headers["Retry-After"] == "5"
+    assert assert_envelope(await chat.json(), "gateway_loading")
+    states = []
+    for _ in range(60):
+        await asyncio.sleep(0.05)
+        body = await (await client.get("/health")).json()
+        states.append((body["gate"], body["progress"]["experts_ready"], body["status"]))
+        if body["status"] == "ok":
+            break
+    # The gate is ready (and `a` answers) before `b` has loaded: still `loading`, not ready.
+    assert ("ready", 1, "loading") in states
+    assert states[-1] == ("ready", 2, "ok")
+    assert (await client.post("/v1/chat/completions", json=user("hi"))).status == 200
 
 
 async def test_an_expert_that_fails_to_load_is_reported_and_the_others_serve(gateway):

@@ -120,9 +120,13 @@ async def test_abilities_come_from_the_request_itself():
     request["response_format"] = {"type": "json_object"}
     decision = await registry_moe().route(request)
     assert evidence(decision, "request")[0]["requires"] == ["json", "tools"]
-    removed = filtered(decision)
-    assert removed["claude-opus-4"] == "capabilities"  # no JSON mode
-    assert removed["deepseek-r1"] == "capabilities"
+    # Experts that cannot honour tools or JSON output never reach the gate: the core skips
+    # them for every gate and says so.
+    skipped = decision.rationale.split("skipped ")[1]
+    assert "claude-opus-4" in skipped  # no JSON mode
+    assert "deepseek-r1" in skipped
+    assert "cannot honour response_format, tools" in skipped
+    assert "claude-opus-4" not in filtered(decision)
     assert decision.experts == ["o1"]
 
 
@@ -142,7 +146,7 @@ async def test_critical_metadata_triggers_parallel_and_a_small_budget_stops_it()
     request["moe"]["budget_usd"] = 0.002
     decision = await registry_moe().route(request)
     assert len(decision.experts) == 1
-    assert decision.strategy is None
+    assert decision.strategy == "single"  # the configured combiner, as the decision reports
     assert "Parallel execution skipped: 3 experts and a judge would cost" in decision.rationale
 
 

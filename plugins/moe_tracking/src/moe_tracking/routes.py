@@ -10,6 +10,10 @@ configured, it says which kind to add (404 ``tracker_not_configured``), never a 
 - ``POST /v1/ab-tests``, ``GET /v1/ab-tests``, ``GET /v1/ab-tests/{id}`` (analysis),
   ``POST /v1/ab-tests/{id}/stop``
 - ``GET /v1/rate-limits`` (what each key and expert used this minute)
+
+Where keys are configured, what changes routing for everyone needs an admin key
+(``server.admin_keys_env``): breaker resets, starting and stopping A/B tests, and feedback that
+names an expert the gateway did not see answer that request.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from moe_core.errors import InvalidRequest, MoEError, NotFound
 from moe_core.http import json_response, read_json_body
 from moe_core.orchestrator import MoE
 from moe_core.parts import Frontend
+from moe_core.server import require_admin
 from moe_tracking.breaker import CircuitBreakerTracker
 from moe_tracking.experiments import ABTestSpec, ABTestTracker
 from moe_tracking.feedback import Feedback, FeedbackTracker
@@ -153,6 +158,10 @@ async def post_feedback(request: web.Request) -> web.Response:
     moe = request.app[MOE_KEY]
     feedback = await parse_body(request, Feedback)
     tracker = tracker_of(moe, FeedbackTracker)
+    if feedback.expert is not None:
+        remembered = await tracker.request(feedback.bare_request_id)
+        if remembered is None or str(remembered["expert"]) != feedback.expert:
+            require_admin(request)  # it would train routing on an answer nobody saw given
     key = _idempotency_key(request)
     if key is not None and (earlier := await tracker.earlier(key, feedback)) is not None:
         return json_response({"object": "feedback", **earlier})
@@ -237,12 +246,14 @@ async def breakers(request: web.Request) -> web.Response:
 
 
 async def reset_breaker(request: web.Request) -> web.Response:
+    require_admin(request)
     breaker = tracker_of(request.app[MOE_KEY], CircuitBreakerTracker)
     name = request.match_info["name"]
     return json_response({"name": name, **await breaker.reset(name)})
 
 
 async def start_ab_test(request: web.Request) -> web.Response:
+    require_admin(request)
     moe = request.app[MOE_KEY]
     spec = await parse_body(request, ABTestSpec)
     test = await tracker_of(moe, ABTestTracker).start_test(spec, set(moe.experts))
@@ -260,6 +271,7 @@ async def analyse_ab_test(request: web.Request) -> web.Response:
 
 
 async def stop_ab_test(request: web.Request) -> web.Response:
+    require_admin(request)
     experiments = tracker_of(request.app[MOE_KEY], ABTestTracker)
     return json_response(await experiments.stop_test(request.match_info["test_id"]))
 
