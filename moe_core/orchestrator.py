@@ -22,7 +22,7 @@ import structlog
 from pydantic import ValidationError
 
 from moe_core import capabilities
-from moe_core.config import InstanceConfig, MoEConfig, load_config
+from moe_core.config import ExpertConfig, InstanceConfig, MoEConfig, load_config
 from moe_core.errors import (
     ConfigError,
     ExpertTimeout,
@@ -142,19 +142,10 @@ class MoE:
             manager = create_plugin_manager(
                 disable=config.plugins.disable, require=config.plugins.require
             )
-        slots = []
-        for name, expert_config in config.experts.items():
-            expert = build_part(manager, config, "expert", expert_config, name, f"experts.{name}")
-            card = expert.card().model_copy(update=expert_config.card_overrides())
-            slots.append(
-                ExpertSlot(
-                    expert,
-                    kind=expert_config.kind,
-                    card=card,
-                    fallbacks=expert_config.fallbacks,
-                    timeout_s=expert_config.timeout_s,
-                )
-            )
+        slots = [
+            build_slot(manager, config, name, expert_config)
+            for name, expert_config in config.experts.items()
+        ]
         gate = build_part(manager, config, "gate", config.gate, config.gate.kind, "gate")
         combiner = build_part(
             manager, config, "combiner", config.combiner, config.combiner.kind, "combiner"
@@ -620,6 +611,20 @@ def _invalid_request(exc: ValidationError) -> InvalidRequest:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def build_slot(
+    manager: MoEPluginManager, config: MoEConfig, name: str, spec: ExpertConfig
+) -> ExpertSlot:
+    """One configured expert, built, with its card as the configuration overrides it."""
+    expert = build_part(manager, config, "expert", spec, name, f"experts.{name}")
+    return ExpertSlot(
+        expert,
+        kind=spec.kind,
+        card=expert.card().model_copy(update=spec.card_overrides()),
+        fallbacks=spec.fallbacks,
+        timeout_s=spec.timeout_s,
+    )
 
 
 def build_part(

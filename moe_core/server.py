@@ -46,6 +46,7 @@ from moe_core.http import body_too_large, error_response, json_response
 from moe_core.orchestrator import MoE, build_part, new_request_id
 from moe_core.parts import Frontend
 from moe_core.plugins import MIDDLEWARE_STAGES, MiddlewareStage
+from moe_core.reload import reload, spawn
 
 log = structlog.get_logger(__name__)
 
@@ -265,7 +266,7 @@ def serve(moe: MoE, *, host: str | None = None, port: int | None = None) -> None
     """Run the gateway until interrupted; in-flight requests finish on shutdown."""
     settings = moe.config.server
     app = create_app(moe)
-    app.on_startup.append(tune_garbage_collector)
+    app.on_startup.extend((tune_garbage_collector, _reload_on_sighup))
     loop = None
     try:
         import uvloop
@@ -286,6 +287,18 @@ def serve(moe: MoE, *, host: str | None = None, port: int | None = None) -> None
     )
     if app[START_ERROR_KEY]:
         raise app[START_ERROR_KEY][0]
+
+
+async def _reload_on_sighup(app: web.Application) -> None:
+    """``kill -HUP`` reloads the configuration, as ``POST /-/reload`` does."""
+
+    async def hangup() -> None:
+        try:
+            await reload(app[MOE_KEY])
+        except ConfigError as exc:
+            log.error("config.reload_failed", error=str(exc))
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: spawn(hangup()))
 
 
 GC_FIRST_GENERATION_THRESHOLD = 7000

@@ -9,19 +9,24 @@ import importlib.util
 from aiohttp import web
 
 from moe_core.appkeys import MOE_KEY
+from moe_core.errors import ConfigError, InvalidRequest
 from moe_core.http import json_response
 from moe_core.parts import Frontend
 from moe_core.plugins import Register, distribution_version, hookimpl
+from moe_core.reload import reload
+from moe_core.server import require_admin
 
 
 class AdminFrontend(Frontend):
-    """``GET /health``, ``GET /health/live``, ``GET /-/plugins`` and ``GET /-/stats``."""
+    """``GET /health``, ``GET /health/live``, ``GET /-/plugins``, ``GET /-/stats`` and
+    ``POST /-/reload``."""
 
     def setup(self, app: web.Application) -> None:
         app.router.add_get("/health", health)
         app.router.add_get("/health/live", live)
         app.router.add_get("/-/plugins", plugins)
         app.router.add_get("/-/stats", stats)
+        app.router.add_post("/-/reload", reload_config)
 
 
 async def live(request: web.Request) -> web.Response:
@@ -81,6 +86,17 @@ async def plugins(request: web.Request) -> web.Response:
 async def stats(request: web.Request) -> web.Response:
     moe = request.app[MOE_KEY]
     return json_response({name: tracker.snapshot() for name, tracker in moe.trackers.items()})
+
+
+async def reload_config(request: web.Request) -> web.Response:
+    """Re-read the configuration file and swap in what changed (admin key); a configuration
+    that is not valid is a 400 naming its key, and the running one goes on serving."""
+    require_admin(request)
+    try:
+        report = await reload(request.app[MOE_KEY])
+    except ConfigError as exc:
+        raise InvalidRequest(f"not reloaded: {exc}", code="invalid_config") from None
+    return json_response({"reloaded": True, **report})
 
 
 @hookimpl
