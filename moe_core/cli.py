@@ -40,6 +40,11 @@ def build_parser(manager: MoEPluginManager | None = None) -> argparse.ArgumentPa
     serve.add_argument("--host", help="address to bind (default: server.host)")
     serve.add_argument("--port", type=int, help="port to bind (default: server.port)")
     serve.add_argument("--log-format", choices=["auto", "json", "console"])
+    serve.add_argument(
+        "--workers",
+        help="processes serving one port: a number or 'auto' (default: server.workers, 1)",
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
     plugins = commands.add_parser("plugins", help="list installed plugins and what they register")
     _add_config(plugins)
@@ -119,15 +124,29 @@ def _quiet_logging(args: argparse.Namespace, level: str = "warning") -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from moe_core.config import load_config
     from moe_core.server import serve
+    from moe_core.workers import supervise, worker_count
 
     config = load_config(args.config)
     configure_logging(
         "debug" if args.verbose else config.server.log_level,
         args.log_format or config.server.log_format,
     )
+    workers = worker_count(args.workers or config.server.workers)
+    if workers > 1 and not args.reuse_port:
+        argv = ["-v"] if args.verbose else []
+        argv += ["serve", "--workers", "1"]
+        for flag, value in (
+            ("--config", args.config),
+            ("--host", args.host),
+            ("--port", args.port),
+            ("--log-format", args.log_format),
+        ):
+            if value is not None:
+                argv += [flag, str(value)]
+        return supervise(argv, workers, config.server.shutdown_timeout_s)
     moe = _build(args)
     try:
-        serve(moe, host=args.host, port=args.port)
+        serve(moe, host=args.host, port=args.port, reuse_port=args.reuse_port)
     except OSError as exc:
         host = args.host or config.server.host
         port = args.port if args.port is not None else config.server.port

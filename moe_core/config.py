@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
@@ -63,6 +63,9 @@ class ServerConfig(_Strict):
     )
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     shutdown_timeout_s: float = Field(30.0, ge=0)
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        1, description="Processes serving the port (`auto`: one per CPU); see workers.py"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     access_log: bool = True

@@ -262,8 +262,13 @@ def bearer_key(request: web.Request) -> str | None:
     return key or request.headers.get("x-api-key", "").strip() or None
 
 
-def serve(moe: MoE, *, host: str | None = None, port: int | None = None) -> None:
-    """Run the gateway until interrupted; in-flight requests finish on shutdown."""
+def serve(
+    moe: MoE, *, host: str | None = None, port: int | None = None, reuse_port: bool = False
+) -> None:
+    """Run the gateway until interrupted; in-flight requests finish on shutdown.
+
+    :param reuse_port: bind with ``SO_REUSEPORT``, as each of ``--workers`` does.
+    """
     settings = moe.config.server
     app = create_app(moe)
     app.on_startup.extend((tune_garbage_collector, _reload_on_sighup))
@@ -284,6 +289,7 @@ def serve(moe: MoE, *, host: str | None = None, port: int | None = None) -> None
         access_log=None,
         print=None,
         loop=loop,
+        reuse_port=reuse_port or None,
     )
     if app[START_ERROR_KEY]:
         raise app[START_ERROR_KEY][0]

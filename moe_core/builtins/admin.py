@@ -15,6 +15,7 @@ from moe_core.parts import Frontend
 from moe_core.plugins import Register, distribution_version, hookimpl
 from moe_core.reload import reload
 from moe_core.server import require_admin
+from moe_core.workers import tell_supervisor_to_reload
 
 
 class AdminFrontend(Frontend):
@@ -96,6 +97,7 @@ async def reload_config(request: web.Request) -> web.Response:
         report = await reload(request.app[MOE_KEY])
     except ConfigError as exc:
         raise InvalidRequest(f"not reloaded: {exc}", code="invalid_config") from None
+    tell_supervisor_to_reload()  # under --workers, the other workers reload too
     return json_response({"reloaded": True, **report})
 
 
