@@ -55,6 +55,9 @@ class RoutingHints(BaseModel):
     budget_usd: float | None = Field(None, ge=0)
     quality_requirement: float | None = Field(None, ge=0, le=1)
     latency_requirement_ms: float | None = Field(None, gt=0)
+    cache: bool | None = Field(
+        None, description="False: never from or into a cache; true: even a sampled request."
+    )
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -54,7 +54,7 @@ from moe_core.options import CombinerOptions
 from moe_core.parts import Combiner, Gate, Preparer, Tracker
 from moe_core.plugins import MoEPluginManager, Part, create_plugin_manager
 from moe_core.pool import ExpertPool, ExpertSlot
-from moe_core.run import CallGuard, Run
+from moe_core.run import CallCache, CallGuard, Run
 from moe_core.signals import find_signals
 
 log = structlog.get_logger(__name__)
@@ -115,6 +115,7 @@ class MoE:
         self.guards: list[CallGuard] = sorted(
             find_signals(trackers, CallGuard), key=lambda guard: guard.admits_last
         )
+        self.caches: list[CallCache] = list(find_signals(trackers, CallCache))
         self._combiners: dict[str, Combiner] = {config.combiner.kind: combiner}
         self._started = False
         self.ready = False
@@ -406,6 +407,7 @@ class MoE:
             pool=self.experts,
             emit=self.emit,
             guards=self.guards,
+            caches=self.caches,
             preparers=self.preparers,
             needs=wanted,
             drop_unsupported=self.config.server.drop_unsupported_params,

@@ -60,6 +60,23 @@ class CallGuard(Protocol):
     async def admit(self, expert: str, provider: str) -> None: ...
 
 
+@runtime_checkable
+class CallCache(Protocol):
+    """A tracker that may answer a call from a remembered answer (a response cache).
+
+    ``lookup`` runs before the guards, so a hit spends nothing of a rate limit and reaches no
+    breaker; a hit is reported as an :class:`ExpertCalled` with ``cached`` true and no usage
+    (nothing was spent). ``remember`` gets every successful answer, streamed ones re-assembled
+    (not those with tool calls); the cache decides what is worth keeping.
+    """
+
+    async def lookup(self, run: Run, expert: str, request: ChatRequest) -> ExpertResult | None: ...
+
+    async def remember(
+        self, run: Run, expert: str, request: ChatRequest, result: ExpertResult
+    ) -> None: ...
+
+
 class Run:
     """The request, the decision, and the guarded way to call experts."""
 
@@ -72,6 +89,7 @@ class Run:
         pool: ExpertPool,
         emit: Emit,
         guards: Sequence[CallGuard] = (),
+        caches: Sequence[CallCache] = (),
         preparers: Sequence[Preparer] = (),
         needs: Mapping[str, str] | None = None,
         drop_unsupported: bool = False,
@@ -82,6 +100,7 @@ class Run:
         self._pool = pool
         self._emit = emit
         self._guards = guards
+        self._caches = caches
         self._preparers = preparers
         self._needs = needs
         self._drop_unsupported = drop_unsupported
@@ -138,6 +157,8 @@ class Run:
         if slot.state != "ready":
             slot.check_ready()
         prepared = await self._prepared(slot, request)
+        if self._caches and (hit := await self._lookup(slot, prepared)) is not None:
+            return hit
         if self._guards:
             await self._admit(slot)
         started = time.perf_counter()
@@ -156,6 +177,8 @@ class Run:
                 raise
             raise error from exc
         await self._record(slot, started, streamed=False, usage=result.usage, error=None)
+        for cache in self._caches:
+            await cache.remember(self, expert, prepared, result)
         return result
 
     async def stream(self, expert: str, request: ChatRequest | None = None) -> AsyncIterator[Delta]:
@@ -164,10 +187,14 @@ class Run:
         if slot.state != "ready":
             slot.check_ready()
         prepared = await self._prepared(slot, request)
+        if self._caches and (hit := await self._lookup(slot, prepared, streamed=True)) is not None:
+            yield Delta.whole(hit)
+            return
         if self._guards:
             await self._admit(slot)
         started = time.perf_counter()
         usage: Usage | None = None
+        seen: list[Delta] | None = [] if self._caches else None
         try:
             async with aclosing(slot.expert.stream(prepared)) as deltas:
                 iterator = aiter(deltas)
@@ -179,6 +206,8 @@ class Run:
                             break
                     if delta.usage is not None:
                         usage = delta.usage
+                    if seen is not None:
+                        seen.append(delta)
                     yield delta
         except (GeneratorExit, asyncio.CancelledError):
             # The consumer stopped early (the client went away, a race was lost): not an outcome
@@ -191,6 +220,25 @@ class Run:
                 raise
             raise error from exc
         await self._record(slot, started, streamed=True, usage=usage, error=None)
+        if seen and not any(delta.tool_calls for delta in seen):
+            result = ExpertResult(
+                content="".join(delta.content or "" for delta in seen),
+                finish_reason=next((d.finish_reason for d in seen if d.finish_reason), "stop"),
+                usage=usage,
+            )
+            for cache in self._caches:
+                await cache.remember(self, expert, prepared, result)
+
+    async def _lookup(
+        self, slot: ExpertSlot, request: ChatRequest, *, streamed: bool = False
+    ) -> ExpertResult | None:
+        for cache in self._caches:
+            hit = await cache.lookup(self, slot.name, request)
+            if hit is not None:
+                started = time.perf_counter()
+                await self._record(slot, started, streamed=streamed, usage=None, cached=True)
+                return hit
+        return None
 
     async def _prepared(self, slot: ExpertSlot, request: ChatRequest | None) -> ChatRequest:
         """The request as this expert gets it: overrides, then each preparer, then the budget."""
@@ -262,7 +310,8 @@ class Run:
         *,
         streamed: bool,
         usage: Usage | None,
-        error: Exception | None,
+        error: Exception | None = None,
+        cached: bool = False,
     ) -> None:
         latency_ms = elapsed_ms(started)
         self.latency_ms[slot.name] = latency_ms
@@ -293,6 +342,7 @@ class Run:
                 error=None if error is None else str(getattr(error, "message", error)),
                 error_code=moe_error.code if moe_error else None,
                 error_status=moe_error.status if moe_error else None,
+                cached=cached,
             )
         )
 
