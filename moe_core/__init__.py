@@ -24,6 +24,7 @@ from moe_core.errors import (
     RateLimited,
     UpstreamError,
 )
+from moe_core.logging import library_defaults
 from moe_core.models import (
     ChatMessage,
     ChatRequest,
@@ -62,6 +63,8 @@ from moe_core.plugins import (
     hookimpl,
 )
 from moe_core.run import Run
+
+library_defaults()
 
 __all__ = [
     "MOE_KEY",

@@ -114,11 +114,12 @@ def _build(args: argparse.Namespace) -> Any:
     return MoE.from_config(args.config)
 
 
-def _quiet_logging(args: argparse.Namespace, level: str = "warning") -> None:
-    configure_logging("debug" if args.verbose else level, "console")
-    if level == "warning" and not args.verbose:
-        # Loading a small gate model takes a second: its progress bars would only clutter output.
+def _quiet_logging(args: argparse.Namespace) -> None:
+    """Warnings only (``-v``: everything), and no progress bars of model loading."""
+    configure_logging("debug" if args.verbose else "warning", "console")
+    if not args.verbose:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -214,11 +215,19 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    _quiet_logging(args, "info")  # loading a model takes seconds: show that it is happening
+    _quiet_logging(args)
     moe = _build(args)
     request = _request(args)
 
     async def answer() -> None:
+        # Loading models takes seconds: one status line on a terminal, gone once they are ready.
+        status = sys.stderr.isatty() and not args.verbose
+        if status:
+            sys.stderr.write("loading models...")
+            sys.stderr.flush()
+        await moe.start()
+        if status:
+            sys.stderr.write("\r\033[K")
         async with moe:
             if args.no_stream or args.json:
                 response = await moe.complete(request)

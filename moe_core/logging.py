@@ -2,6 +2,9 @@
 
 Everywhere else: ``log = structlog.get_logger(__name__)``. The request id is bound through
 contextvars by the server's middleware, so every line logged while serving a request carries it.
+Used as a library (``from moe_core import MoE``), nothing is printed on its own: log lines go to
+the standard library's ``logging`` under the module's name, where the host application decides
+what to show (by default, warnings and errors on stderr), never to stdout.
 """
 
 from __future__ import annotations
@@ -45,4 +48,20 @@ def configure_logging(
         stream=sys.stderr,
         format="%(levelname)s %(name)s: %(message)s",
         force=True,
+    )
+
+
+def library_defaults() -> None:
+    """Route log lines to the standard library's ``logging``, unless an application (or the
+    CLI) configured structlog already: structlog alone would print every line to stdout."""
+    if structlog.is_configured():
+        return
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.KeyValueRenderer(key_order=["event"], sort_keys=True),
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
     )

@@ -472,7 +472,7 @@ class _Execution:
     def model(self) -> str:
         """The expert that answered, which is what ``model`` in an OpenAI response means."""
         used = self.run.experts_used
-        return used[-1] if used else self.run.decision.experts[0]
+        return used[-1] if used else self.run.streaming or self.run.decision.experts[0]
 
     async def finish(self, result: ExpertResult) -> MoEResponse:
         usage = self.run.reported_usage

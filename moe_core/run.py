@@ -111,6 +111,8 @@ class Run:
         self.reported_usage: Usage | None = None
         """Tokens over the successful calls that reported usage; None until one does."""
         self.cost_usd = 0.0
+        self.streaming: str | None = None
+        """The expert whose stream is being read, so a fallback's chunks carry its name."""
 
     @property
     def usage(self) -> Usage:
@@ -193,6 +195,7 @@ class Run:
         if self._guards:
             await self._admit(slot)
         started = time.perf_counter()
+        self.streaming = slot.name
         usage: Usage | None = None
         seen: list[Delta] | None = [] if self._caches else None
         try:

@@ -58,3 +58,26 @@ def test_route_json_for_a_named_expert(tmp_path):
     assert decision["experts"] == ["b"] and decision["gate"] == "direct"
     unknown = run_moe("route", "hi", "--config", str(config), "--model", "c")
     assert unknown.returncode == 1 and "'c' does not exist" in unknown.stderr
+
+
+def test_the_python_api_prints_nothing_of_its_own(tmp_path):
+    """Embedded in an application, the gateway logs through the standard library's logging
+    (warnings on stderr by default) and never writes its log lines to stdout."""
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio\n"
+        "from moe_core.testing import make_moe\n"
+        "async def main():\n"
+        "    async with make_moe({'experts': {'a': {'kind': 'echo'}}}) as moe:\n"
+        "        answer = await moe.complete({'messages': [{'role': 'user', 'content': 'hi'}]})\n"
+        "        print(answer.result.content)\n"
+        "asyncio.run(main())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hi\n"
+    assert "expert.ready" not in result.stderr  # info lines are for the application to enable

@@ -354,3 +354,21 @@ async def test_serving_freezes_startup_objects_and_collects_young_ones_less_ofte
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+async def test_a_fallbacks_streamed_chunks_carry_the_fallbacks_name(gateway):
+    config = {
+        "experts": {
+            "primary": {"kind": "echo", "fail": "error", "fallbacks": ["backup"]},
+            "backup": {"kind": "echo"},
+        },
+        "gate": {"kind": "fixed", "expert": "primary"},
+    }
+    client = await gateway(config)
+    response = await client.post("/v1/chat/completions", json=user("one two", stream=True))
+    frames = [
+        orjson.loads(line[6:])
+        for line in (await response.text()).splitlines()
+        if line.startswith("data: {")
+    ]
+    assert {frame["model"] for frame in frames} == {"backup"}
