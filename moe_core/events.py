@@ -55,6 +55,8 @@ class ExpertCalled:
     """The error's HTTP status: 4xx, the caller's request was refused; 5xx, the expert failed."""
     cached: bool = False
     """Answered from a response cache: the expert was not called (see ``CallCache``)."""
+    cancelled: bool = False
+    """Abandoned before it answered (a lost race, a client gone): neither success nor failure."""
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ to the trackers. That is why every combiner gets the same metadata and tracking 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
@@ -171,6 +172,7 @@ class Run:
                 async with asyncio.timeout(slot.timeout_s):
                     result = await slot.expert.generate(prepared)
         except asyncio.CancelledError:
+            await self._cancelled(slot, started, streamed=False)
             raise
         except Exception as exc:
             error = _as_moe_error(slot, exc)
@@ -214,7 +216,8 @@ class Run:
                     yield delta
         except (GeneratorExit, asyncio.CancelledError):
             # The consumer stopped early (the client went away, a race was lost): not an outcome
-            # of the expert's, so nothing is reported.
+            # of the expert's, but trackers hear of it (a breaker frees its probe's claim).
+            await self._cancelled(slot, started, streamed=True)
             raise
         except Exception as exc:
             error = _as_moe_error(slot, exc)
@@ -231,6 +234,14 @@ class Run:
             )
             for cache in self._caches:
                 await cache.remember(self, expert, prepared, result)
+
+    async def _cancelled(self, slot: ExpertSlot, started: float, *, streamed: bool) -> None:
+        """Report a call abandoned before its answer (a lost race, a client gone): status 499,
+        as for a client that closed the request, so no breaker counts it against the expert."""
+        error = MoEError(f"call to {slot.name!r} cancelled before it answered", code="cancelled")
+        error.status = 499
+        with contextlib.suppress(Exception):
+            await self._record(slot, started, streamed=streamed, usage=None, error=error)
 
     async def _lookup(
         self, slot: ExpertSlot, request: ChatRequest, *, streamed: bool = False
@@ -346,6 +357,7 @@ class Run:
                 error_code=moe_error.code if moe_error else None,
                 error_status=moe_error.status if moe_error else None,
                 cached=cached,
+                cancelled=moe_error is not None and moe_error.code == "cancelled",
             )
         )
 

@@ -61,7 +61,8 @@ class MemoryTracker(Tracker):
 
     async def observe(self, event: Event) -> None:
         if isinstance(event, ExpertCalled):
-            self._record_call(event)
+            if not event.cancelled:  # nothing to learn from a call nobody waited for
+                self._record_call(event)
         elif isinstance(event, RequestFinished):
             self.requests += 1
             self.failed_requests += not event.ok

@@ -108,7 +108,8 @@ class PerformanceTracker(StoredTracker):
         # Nothing here waits on the store: updates are folded locally and flushed in the
         # background (and at shutdown), one atomic update per key.
         if isinstance(event, ExpertCalled):
-            self._record_call(event)
+            if not event.cancelled:  # nothing to learn from a call nobody waited for
+                self._record_call(event)
         elif isinstance(event, RouteDecided):
             decision = event.decision
             incr = {

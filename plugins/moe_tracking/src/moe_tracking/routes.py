@@ -160,7 +160,7 @@ async def post_feedback(request: web.Request) -> web.Response:
     tracker = tracker_of(moe, FeedbackTracker)
     if feedback.expert is not None:
         remembered = await tracker.request(feedback.bare_request_id)
-        if remembered is None or str(remembered["expert"]) != feedback.expert:
+        if not remembered or str(remembered.get("expert")) != feedback.expert:
             require_admin(request)  # it would train routing on an answer nobody saw given
     key = _idempotency_key(request)
     if key is not None and (earlier := await tracker.earlier(key, feedback)) is not None:
