@@ -35,6 +35,13 @@ class ChatMessage(BaseModel):
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
 
+    @field_validator("content", mode="before")
+    @classmethod
+    def _parts_or_none(cls, value: Any) -> Any:
+        if isinstance(value, list) and not value:  # as OpenAI refuses it
+            raise ValueError("an empty array; send a string or at least one content part")
+        return value
+
     def text(self) -> str:
         """The message's text, with the text parts of a multimodal message joined by newlines."""
         if self.content is None:

@@ -604,7 +604,8 @@ def _invalid_request(exc: ValidationError) -> InvalidRequest:
     if error["type"] == "missing":
         return InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
     return InvalidRequest(
-        f"Invalid value for '{param}': {error['msg']} (got {_short(error.get('input'))}).",
+        f"Invalid value for '{param}': {error['msg'].removeprefix('Value error, ')} "
+        f"(got {_short(error.get('input'))}).",
         param=param,
         code="invalid_value",
     )

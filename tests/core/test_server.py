@@ -72,6 +72,13 @@ async def test_request_id_is_generated_or_echoed(gateway):
             "'max_tokens'",
         ),
         (
+            b'{"messages": [{"role": "user", "content": []}]}',
+            None,
+            400,
+            "invalid_value",
+            "'messages.0.content': an empty array",
+        ),
+        (
             b'{"messages": [{"role": "user", "content": "x"}], "stream": "yes"}',
             None,
             400,
