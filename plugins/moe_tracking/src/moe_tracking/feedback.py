@@ -16,7 +16,6 @@ post with an ``Idempotency-Key`` is counted once, and its retries get the first 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections import OrderedDict
@@ -134,8 +133,6 @@ class FeedbackTracker(StoredTracker):
         super().__init__(name, options)
         self._weights: dict[tuple[str, str], Hash] = {}
         self._tasks: OrderedDict[str, str | None] = OrderedDict()
-        self._recent: OrderedDict[str, Hash] = OrderedDict()
-        self._writes: set[asyncio.Task[None]] = set()
 
     async def observe(self, event: Event) -> None:
         if isinstance(event, RequestStarted):
@@ -152,43 +149,15 @@ class FeedbackTracker(StoredTracker):
                 "task": task or "",
                 "finished_at": time.time(),
             }
-            if self.store.shared or self.store.in_process:
-                # Another instance may get the feedback next: the record must be there first
-                # (and in memory, writing is cheaper than scheduling a write).
-                await self._remember(event.request_id, record)
-                return
-            # One instance only: write off the request path; until the write lands, lookups
-            # find the request in _recent. Pending writes finish at shutdown.
-            self._recent[event.request_id] = record
-            while len(self._recent) > 10_000:
-                self._recent.popitem(last=False)
-            write = asyncio.create_task(self._remember_quietly(event.request_id, record))
-            self._writes.add(write)
-            write.add_done_callback(self._writes.discard)
-
-    async def _remember(self, request_id: str, record: Hash) -> None:
-        try:
+            # Written before the answer is sent (RequestFinished comes first): a client that
+            # got an answer can give feedback on it, even after the gateway was killed.
             await self.store.update(
-                _REQUEST + request_id, set=record, ttl_s=self.options.remember_days * 86400
+                _REQUEST + event.request_id, set=record, ttl_s=self.options.remember_days * 86400
             )
-        finally:
-            self._recent.pop(request_id, None)
-
-    async def _remember_quietly(self, request_id: str, record: Hash) -> None:
-        try:
-            await self._remember(request_id, record)
-        except Exception as exc:
-            log.warning("feedback.remember_failed", request_id=request_id, error=str(exc))
-
-    async def flush(self) -> None:
-        if self._writes:
-            await asyncio.gather(*list(self._writes), return_exceptions=True)
 
     async def request(self, request_id: str) -> Hash:
         """What the gateway remembers of a request (empty if unknown or forgotten)."""
-        request_id = request_id.removeprefix("chatcmpl-")
-        recent = self._recent.get(request_id)
-        return dict(recent) if recent is not None else await self.store.get(_REQUEST + request_id)
+        return await self.store.get(_REQUEST + request_id.removeprefix("chatcmpl-"))
 
     async def record(self, feedback: Feedback, known_experts: set[str]) -> dict[str, Any]:
         """Store one feedback durably and update the learned weights; returns what was stored.
