@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -13,5 +14,7 @@ MOE_KEY: web.AppKey[MoE] = web.AppKey("moe")
 API_KEYS_KEY: web.AppKey[frozenset[bytes]] = web.AppKey("api_keys")  # UTF-8 encoded
 ADMIN_KEYS_KEY: web.AppKey[frozenset[bytes]] = web.AppKey("admin_keys")
 BODY_LIMIT_KEY: web.AppKey[int] = web.AppKey("body_limit")
+BODY_TIMEOUT_KEY: web.AppKey[float] = web.AppKey("body_timeout")
+CUT_WARNINGS_KEY: web.AppKey[set[Callable[[], Awaitable[object]]]] = web.AppKey("cut_warnings")
 START_ERROR_KEY: web.AppKey[list[BaseException]] = web.AppKey("start_error")
 REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("request_id")

@@ -62,6 +62,7 @@ class ServerConfig(_Strict):
         description="Environment variable holding comma-separated bearer keys; unset = no auth.",
     )
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    body_timeout_s: float = Field(30.0, gt=0, description="Longest wait for a request's body")
     shutdown_timeout_s: float = Field(30.0, ge=0)
     workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         1, description="Processes serving the port (`auto`: one per CPU); see workers.py"

@@ -82,6 +82,12 @@ class MethodNotAllowed(MoEError):
     code = "method_not_allowed"
 
 
+class RequestTimeout(MoEError):
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class PayloadTooLarge(MoEError):
     status = 413
     type = "invalid_request_error"

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 from aiohttp import web
 from pydantic import BaseModel
 
-from moe_core.appkeys import BODY_LIMIT_KEY
-from moe_core.errors import InvalidRequest, MoEError, PayloadTooLarge, UnsupportedMediaType
+from moe_core.appkeys import BODY_LIMIT_KEY, BODY_TIMEOUT_KEY
+from moe_core.errors import (
+    InvalidRequest,
+    MoEError,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 
 JSON_TYPES = frozenset({"application/json"})
 
@@ -27,8 +34,15 @@ async def read_json_body(request: web.Request) -> bytes:
     limit = request.app[BODY_LIMIT_KEY]
     if request.content_length is not None and request.content_length > limit:
         raise body_too_large(request.content_length, limit)
+    seconds = request.app[BODY_TIMEOUT_KEY]
     try:
-        body = await request.read()
+        async with asyncio.timeout(seconds):
+            body = await request.read()
+    except TimeoutError:
+        # A client that sends its body slowly must not hold a connection (and memory) for long.
+        raise RequestTimeout(
+            f"The request body did not arrive within {seconds:g} s", headers={"Connection": "close"}
+        ) from None
     except web.RequestPayloadError as exc:
         # aiohttp parses no further request on this connection, so tell the client to open another.
         encoding = request.headers.get("Content-Encoding")

@@ -212,6 +212,9 @@ class ExpertResult(BaseModel):
 
     content: str
     finish_reason: str = "stop"
+    stop_sequence: str | None = Field(
+        None, description="The stop sequence that ended the answer, when the expert says which."
+    )
     reasoning_content: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     usage: Usage | None = None
@@ -231,6 +234,7 @@ class Delta(BaseModel):
     reasoning_content: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     finish_reason: str | None = None
+    stop_sequence: str | None = None
     usage: Usage | None = None
     model: str | None = None
     images: list[ImageOutput] | None = None
@@ -244,6 +248,7 @@ class Delta(BaseModel):
             reasoning_content=result.reasoning_content,
             tool_calls=result.tool_calls,
             finish_reason=result.finish_reason,
+            stop_sequence=result.stop_sequence,
             usage=result.usage,
             model=result.model,
             images=result.images or None,
@@ -291,6 +296,10 @@ class MoEMetadata(BaseModel):
     fallbacks: list[FallbackRecord] = Field(default_factory=list)
     notes: list[str] = Field(
         default_factory=list, description="What the combiner decided and why (votes, picks)."
+    )
+    sources: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="What experts were given to read: {id, title, url, by} per page, result, file.",
     )
     cost_usd: float | None = None
     overrides: dict[str, Any] = Field(default_factory=dict)

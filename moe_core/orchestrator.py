@@ -464,6 +464,7 @@ class _Execution:
             total_latency_ms=elapsed_ms(self.started),
             fallbacks=run.fallbacks,
             notes=run.notes,
+            sources=run.sources,
             cost_usd=cost,
             overrides=decision.overrides,
         )

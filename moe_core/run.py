@@ -13,7 +13,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import structlog
 
@@ -109,6 +109,8 @@ class Run:
         self.experts_used: list[str] = []
         self.fallbacks: list[FallbackRecord] = []
         self.notes: list[str] = []
+        self.sources: list[dict[str, Any]] = []
+        """What preparers gave the experts to read (pages, search results, files)."""
         self.reported_usage: Usage | None = None
         """Tokens over the successful calls that reported usage; None until one does."""
         self.cost_usd = 0.0

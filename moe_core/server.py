@@ -28,6 +28,8 @@ from moe_core.appkeys import (
     ADMIN_KEYS_KEY,
     API_KEYS_KEY,
     BODY_LIMIT_KEY,
+    BODY_TIMEOUT_KEY,
+    CUT_WARNINGS_KEY,
     MOE_KEY,
     REQUEST_ID_KEY,
     START_ERROR_KEY,
@@ -79,7 +81,10 @@ def create_app(moe: MoE, *, wait_for_experts: bool = False) -> web.Application:
     app[API_KEYS_KEY] = api_keys
     app[ADMIN_KEYS_KEY] = frozenset(key.encode() for key in server.admin_keys())
     app[BODY_LIMIT_KEY] = server.max_body_bytes
+    app[BODY_TIMEOUT_KEY] = server.body_timeout_s
     app[START_ERROR_KEY] = []
+    app[CUT_WARNINGS_KEY] = set()
+    app.on_shutdown.append(_warn_before_cut)
     app.on_response_prepare.append(_add_request_id_header)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -105,6 +110,25 @@ def create_app(moe: MoE, *, wait_for_experts: bool = False) -> web.Application:
     for frontend in build_frontends(moe):
         frontend.setup(app)
     return app
+
+
+def before_cut(request: web.Request, warn: Callable[[], Awaitable[object]]) -> Callable[[], None]:
+    """Have ``warn`` run if the server shuts down while this request is still being answered,
+    half a second before the grace period ends and the request is cut (a stream writes its
+    ``error`` event). Call the function it returns once the answer is complete."""
+    warnings = request.app[CUT_WARNINGS_KEY]
+    warnings.add(warn)
+    return lambda: warnings.discard(warn)
+
+
+async def _warn_before_cut(app: web.Application) -> None:
+    async def later() -> None:
+        await asyncio.sleep(max(0.0, app[MOE_KEY].config.server.shutdown_timeout_s - 0.5))
+        for warn in list(app[CUT_WARNINGS_KEY]):
+            with contextlib.suppress(Exception):
+                await warn()
+
+    spawn(later())
 
 
 def _stop_if_failed(app: web.Application, starting: asyncio.Task[None]) -> None:

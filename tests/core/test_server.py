@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import time
 
 import orjson
 import pytest
+from aiohttp import web as aiohttp_web
 
 from moe_core.builtins.fixed import FixedGate, FixedGateOptions
 from moe_core.plugins import Register, hookimpl
-from tests.conftest import user
+from moe_core.server import create_app
+from moe_core.testing import make_moe
+from tests.conftest import free_port, user
 
 ECHO = {"experts": {"echo": {"kind": "echo"}}}
 
@@ -379,3 +383,27 @@ async def test_a_fallbacks_streamed_chunks_carry_the_fallbacks_name(gateway):
         if line.startswith("data: {")
     ]
     assert {frame["model"] for frame in frames} == {"backup"}
+
+
+async def test_a_body_that_trickles_in_too_slowly_is_a_408_and_frees_the_connection():
+    """A slow-body client (slowloris) is cut after server.body_timeout_s, not held for minutes."""
+    moe_config = {"server": {"body_timeout_s": 0.5}, **ECHO}
+    runner = aiohttp_web.AppRunner(create_app(make_moe(moe_config), wait_for_experts=True))
+    await runner.setup()
+    port = free_port()
+    await aiohttp_web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"mess"
+        )
+        await writer.drain()
+        started = time.monotonic()
+        head = await asyncio.wait_for(reader.read(4096), timeout=10)
+        assert time.monotonic() - started < 5
+        assert head.startswith(b"HTTP/1.1 408")
+        assert b"request_timeout" in head
+        writer.close()
+    finally:
+        await runner.cleanup()
