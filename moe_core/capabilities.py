@@ -21,6 +21,7 @@ _FIELDS = {
     "logprobs": ("logprobs", "top_logprobs"),
     "penalties": ("frequency_penalty", "presence_penalty"),
     "audio_out": ("modalities", "audio"),
+    "choices": ("n",),
 }
 
 
@@ -40,6 +41,8 @@ def needs(request: ChatRequest) -> dict[str, str]:
             found.setdefault("penalties", penalty)
     if "audio" in (extras.get("modalities") or ()):
         found["audio_out"] = "modalities"
+    if (request.n or 1) > 1:
+        found["choices"] = "n"
     for message in request.messages:
         if not isinstance(message.content, list):
             continue

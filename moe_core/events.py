@@ -53,6 +53,8 @@ class ExpertCalled:
     error_code: str | None = None
     error_status: int | None = None
     """The error's HTTP status: 4xx, the caller's request was refused; 5xx, the expert failed."""
+    retry_after: str | None = None
+    """The error's ``Retry-After`` (seconds or an HTTP date): when the backend said to return."""
     cached: bool = False
     """Answered from a response cache: the expert was not called (see ``CallCache``)."""
     cancelled: bool = False

@@ -95,7 +95,7 @@ class ChatRequest(BaseModel):
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int | None = Field(None, ge=1, le=1, description="Only one choice is supported.")
+    n: int | None = Field(None, ge=1, le=128, description="How many choices to generate.")
     seed: Seed | None = None
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
@@ -208,7 +208,11 @@ class AudioOutput(BaseModel):
 
 
 class ExpertResult(BaseModel):
-    """A complete answer from one expert (or the merged answer of a combiner)."""
+    """A complete answer from one expert (or the merged answer of a combiner). What a backend
+    answers beyond these fields (logprobs, a refusal, more choices) may ride along as extra
+    members, for a frontend of the same wire format to pass on."""
+
+    model_config = ConfigDict(extra="allow")
 
     content: str
     finish_reason: str = "stop"
@@ -228,7 +232,9 @@ class ExpertResult(BaseModel):
 
 
 class Delta(BaseModel):
-    """One streamed increment of an answer."""
+    """One streamed increment of an answer; extra members as :class:`ExpertResult`'s."""
+
+    model_config = ConfigDict(extra="allow")
 
     content: str | None = None
     reasoning_content: str | None = None

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Literal
 
@@ -22,6 +24,36 @@ from moe_core.parts import Expert
 log = structlog.get_logger(__name__)
 
 State = Literal["idle", "loading", "ready", "failed"]
+_TIMER: ContextVar[asyncio.Timeout | None] = ContextVar("moe_expert_timer", default=None)
+
+
+@asynccontextmanager
+async def queued() -> AsyncIterator[None]:
+    """Around an expert's wait for its own resources (a pooled connection, a place in line): the
+    caller's ``timeout_s`` stops for it and goes on where it stopped, since waiting in line is not
+    the expert being slow (the expert bounds such a wait with a limit of its own)."""
+    timer = _TIMER.get()
+    when = None if timer is None else timer.when()
+    if timer is None or when is None:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    left = when - loop.time()
+    timer.reschedule(None)
+    try:
+        yield
+    finally:
+        timer.reschedule(loop.time() + left)
+
+
+@asynccontextmanager
+async def _timed(seconds: float) -> AsyncIterator[None]:
+    async with asyncio.timeout(seconds) as timer:
+        token = _TIMER.set(timer)
+        try:
+            yield
+        finally:
+            _TIMER.reset(token)
 
 
 class ExpertSlot:
@@ -73,6 +105,11 @@ class ExpertSlot:
             f"expert {self.name!r} is still loading ({waited:.0f} s so far); retry shortly",
             headers={"Retry-After": "5"},
         )
+
+    def timer(self) -> AbstractAsyncContextManager[object]:
+        """``timeout_s`` around one call, or one wait for a chunk of a stream; :func:`queued`
+        waits inside it do not count."""
+        return asyncio.timeout(None) if self.timeout_s is None else _timed(self.timeout_s)
 
     def status(self) -> dict[str, object]:
         status: dict[str, object] = {"state": self.state, "kind": self.kind}

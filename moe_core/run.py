@@ -171,7 +171,7 @@ class Run:
             if slot.timeout_s is None:  # no timer to arm, the common case
                 result = await slot.expert.generate(prepared)
             else:
-                async with asyncio.timeout(slot.timeout_s):
+                async with slot.timer():
                     result = await slot.expert.generate(prepared)
         except asyncio.CancelledError:
             await self._cancelled(slot, started, streamed=False)
@@ -206,7 +206,7 @@ class Run:
             async with aclosing(slot.expert.stream(prepared)) as deltas:
                 iterator = aiter(deltas)
                 while True:
-                    async with asyncio.timeout(slot.timeout_s):
+                    async with slot.timer():
                         try:
                             delta = await anext(iterator)
                         except StopAsyncIteration:
@@ -358,6 +358,7 @@ class Run:
                 error=None if error is None else str(getattr(error, "message", error)),
                 error_code=moe_error.code if moe_error else None,
                 error_status=moe_error.status if moe_error else None,
+                retry_after=moe_error.headers.get("Retry-After") if moe_error else None,
                 cached=cached,
                 cancelled=moe_error is not None and moe_error.code == "cancelled",
             )

@@ -45,7 +45,7 @@ CONFIG = {"experts": {"a": {"kind": "echo"}}, "trackers": {"cache": {"kind": "re
 
 
 async def test_a_repeated_call_is_answered_from_the_cache_streamed_or_not(gateway):
-    client = await gateway(CONFIG, plugins=[("cache", CachePlugin())])
+    client = await gateway(CONFIG, plugins=[("remember-cache", CachePlugin())])
     first = await (await client.post("/v1/chat/completions", json=user("one two"))).json()
     again = await (await client.post("/v1/chat/completions", json=user("one two"))).json()
     assert again["choices"][0]["message"]["content"] == first["choices"][0]["message"]["content"]
@@ -61,7 +61,7 @@ async def test_a_repeated_call_is_answered_from_the_cache_streamed_or_not(gatewa
 async def test_hits_are_reported_as_cached_calls_that_cost_nothing():
     from moe_core.testing import make_moe
 
-    moe = make_moe(CONFIG, plugins=[("cache", CachePlugin())])
+    moe = make_moe(CONFIG, plugins=[("remember-cache", CachePlugin())])
     async with moe:
         await moe.complete(user("hello"))
         await moe.complete(user("hello"))

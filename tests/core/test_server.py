@@ -93,7 +93,7 @@ async def test_request_id_is_generated_or_echoed(gateway):
             b'{"messages": [{"role": "user", "content": "x"}], "n": 3}',
             None,
             400,
-            "invalid_value",
+            "unsupported_parameter",
             "'n'",
         ),
         (

@@ -10,9 +10,14 @@ Only the provider's failures count: errors with a 5xx status (the upstream faile
 something unreadable, could not be reached, timed out) and 408. Errors the caller caused (every
 other 4xx: an invalid parameter, a prompt over the context window, a refused content, an unknown
 model) say nothing about the provider, and counting them would let any client open the breaker
-for everyone. Nor does a 429: a rate-limited provider is busy, not broken; the caller gets its
-``Retry-After`` and the fallback chain takes over (the ``rate-limit`` tracker's per-expert limits
-keep the gateway under a provider's quota).
+for everyone. Nor does a 429: a rate-limited provider is busy, not broken; nor ``expert_busy``:
+the gateway's own queue or connection pool for the expert is full, the provider is fine.
+
+**Cooldown**: an upstream that says when to come back (``Retry-After`` on a 429, or on an
+upstream error such as its 503, a 502 here) is not called again before then: calls are refused
+at once with a 503 ``expert_cooling_down`` (the time left as ``Retry-After``), so the fallback
+chain answers without first waiting on a refusal. A cooldown is not a failure and never opens
+the breaker; ``max_cooldown_s`` caps it, ``cooldown: false`` turns it off.
 
 The state lives in the store, so on Redis every instance sees the same breaker: failures seen by
 one instance open it for all. The guard (:meth:`admit`) reads the store on every call when it is
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import math
 import time
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from pydantic import Field
@@ -35,12 +41,22 @@ from moe_tracking.store import Hash
 
 _BREAKER = "breaker:"
 _PROBE = "breaker-probe:"
+_BUSY = "expert_busy"  # the gateway's own queue or pool for the expert is full
+# Statuses whose Retry-After comes from an upstream (rate limited; failed, as an upstream's 503
+# is a 502 here), where a 503 of the gateway's own may carry one for its caller.
+_ASKED_FOR_A_PAUSE = frozenset({429, 502})
 
 
 class CircuitOpen(ExpertUnavailable):
     """A call was refused because the circuit breaker of its expert (or provider) is open."""
 
     code = "circuit_open"
+
+
+class CoolingDown(ExpertUnavailable):
+    """A call was refused because the expert's upstream asked for a pause (``Retry-After``)."""
+
+    code = "expert_cooling_down"
 
 
 class BreakerOptions(Options):
@@ -55,6 +71,12 @@ class BreakerOptions(Options):
         description="expert: one breaker per expert, so a model that fails does not hide behind "
         "or take down another model of its provider; provider: one per provider, all its experts "
         "open together.",
+    )
+    cooldown: bool = Field(
+        True, description="Refuse calls to an expert until its upstream's Retry-After has passed"
+    )
+    max_cooldown_s: float = Field(
+        300.0, gt=0, description="The longest cooldown, whatever Retry-After asks"
     )
     ignore_codes: list[str] = Field(
         default_factory=list,
@@ -91,6 +113,13 @@ class CircuitBreakerTracker(StoredTracker):
         )
         if self.store.shared:
             self._view[target] = state
+        cooling = float(state.get("cooldown_until", 0.0)) - time.time()
+        if cooling > 0:
+            raise CoolingDown(
+                f"expert {expert!r} not called: its upstream asked for a pause (Retry-After) "
+                f"that has {cooling:.0f} s left (last: {state.get('cooldown_error', 'unknown')})",
+                headers={"Retry-After": str(max(1, math.ceil(cooling)))},
+            )
         if state.get("state") != "open":
             return
         wait = float(state.get("opened_at", 0.0)) + self.options.reset_timeout_s - time.time()
@@ -127,6 +156,15 @@ class CircuitBreakerTracker(StoredTracker):
             if probe:
                 await self.store.delete(_PROBE + target)
             return
+        pause = self._pause(event)
+        if pause is not None:
+            self._view[target] = await self.store.update(
+                key,
+                set={
+                    "cooldown_until": time.time() + pause,
+                    "cooldown_error": (event.error or "")[:300],
+                },
+            )
         if not self._provider_failed(event):
             # Such a probe says nothing about the provider: free it for the next call.
             if probe:
@@ -151,7 +189,17 @@ class CircuitBreakerTracker(StoredTracker):
         status = event.error_status
         if status is not None and 400 <= status < 500 and status != 408:
             return False
-        return event.error_code not in self.options.ignore_codes
+        return event.error_code not in self.options.ignore_codes and event.error_code != _BUSY
+
+    def _pause(self, event: ExpertCalled) -> float | None:
+        """How long the upstream asked not to be called (its Retry-After), capped."""
+        retry_after = event.retry_after
+        if not retry_after or not self.options.cooldown or event.error_code == _BUSY:
+            return None
+        if event.error_status not in _ASKED_FOR_A_PAUSE:
+            return None
+        seconds = _seconds(retry_after)
+        return None if seconds is None else min(seconds, self.options.max_cooldown_s)
 
     async def refresh(self) -> None:
         for key, state in (await self.store.scan(_BREAKER)).items():
@@ -160,10 +208,14 @@ class CircuitBreakerTracker(StoredTracker):
     # -- what gates, endpoints and the Python API read -----------------------------------
 
     def circuit_open(self, provider: str) -> bool:
-        """Whether calls are refused now (after the timeout, a probe may go: not open);
-        ``provider`` is an expert's name under ``scope: expert``."""
+        """Whether calls are refused now: open (after the timeout, a probe may go: not open) or
+        cooling down; ``provider`` is an expert's name under ``scope: expert``."""
         state = self._view.get(provider)
-        if not state or state.get("state") != "open":
+        if not state:
+            return False
+        if float(state.get("cooldown_until", 0.0)) > time.time():
+            return True
+        if state.get("state") != "open":
             return False
         return float(state.get("opened_at", 0.0)) + self.options.reset_timeout_s > time.time()
 
@@ -179,8 +231,10 @@ class CircuitBreakerTracker(StoredTracker):
             retry_in = opened_at + self.options.reset_timeout_s - time.time()
             if retry_in <= 0:
                 name, retry_in = "half_open", None
+        cooling = float(state.get("cooldown_until", 0.0)) - time.time()
         return {
             "state": name,
+            "cooldown_s": round(cooling, 3) if cooling > 0 else None,
             "consecutive_failures": int(float(state.get("failures", 0.0))),
             "times_opened": int(float(state.get("opened_count", 0.0))),
             "opened_at": opened_at if name != "closed" else None,
@@ -204,3 +258,15 @@ class CircuitBreakerTracker(StoredTracker):
 
     def snapshot(self) -> dict[str, Any]:
         return {"breakers": self.status()}
+
+
+def _seconds(retry_after: str) -> float | None:
+    """A Retry-After's seconds from now: a number of seconds, or an HTTP date."""
+    try:
+        seconds = float(retry_after)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(retry_after).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return seconds if seconds > 0 else None
