@@ -55,7 +55,7 @@ from moe_core.parts import Combiner, Gate, Preparer, Tracker
 from moe_core.plugins import MoEPluginManager, Part, create_plugin_manager
 from moe_core.pool import ExpertPool, ExpertSlot
 from moe_core.run import CallCache, CallGuard, Run
-from moe_core.signals import find_signals
+from moe_core.signals import ExperimentSignal, find_signals
 
 log = structlog.get_logger(__name__)
 R = TypeVar("R")
@@ -116,10 +116,13 @@ class MoE:
             find_signals(trackers, CallGuard), key=lambda guard: guard.admits_last
         )
         self.caches: list[CallCache] = list(find_signals(trackers, CallCache))
+        self.experiments = list(find_signals(trackers, ExperimentSignal))
         self._combiners: dict[str, Combiner] = {config.combiner.kind: combiner}
         self._started = False
         self.ready = False
-        """True once the gate and combiner have started: until then requests get a 503."""
+        """True once the gate and combiner have started."""
+        self.starting = False
+        """True while :meth:`start` loads them: requests meanwhile get a 503."""
 
     # -- construction --------------------------------------------------------------------
 
@@ -200,7 +203,7 @@ class MoE:
         """
         if self._started:
             return
-        self._started = True
+        self._started = self.starting = True
         for key, resource in self._resources.items():
             if not isinstance(resource, Resource):
                 continue
@@ -213,7 +216,7 @@ class MoE:
             await part.start()
         await self.gate.start()
         await self.default_combiner.start()
-        self.ready = True
+        self.ready, self.starting = True, False
         if experts:
             await self.experts.start(wait=wait)
 
@@ -275,7 +278,7 @@ class MoE:
         return wanted
 
     async def _decide(self, request: ChatRequest, wanted: dict[str, str]) -> RoutingDecision:
-        if not self.ready:
+        if self.starting:
             raise ExpertUnavailable(
                 "The gateway is still starting (loading its gate); retry shortly",
                 code="gateway_loading",
@@ -332,6 +335,8 @@ class MoE:
         decision.strategy = decision.strategy or self.default_combiner.name
         if skipped and len(skipped) < len(self.experts.names):
             _steer(decision, cards, skipped, wanted)
+        if self.experiments and not self.gate.runs_experiments:
+            _experiment(decision, request, self.experiments, cards)
         return decision
 
     def __contains__(self, expert: object) -> bool:
@@ -579,6 +584,24 @@ def _steer(
     decision.fallbacks = [name for name in decision.fallbacks if name in capable]
     asked = ", ".join(sorted(set(wanted.values())))
     decision.rationale += f"; skipped {', '.join(skipped)}: they cannot honour {asked}"
+
+
+def _experiment(
+    decision: RoutingDecision,
+    request: ChatRequest,
+    experiments: list[ExperimentSignal],
+    cards: Mapping[str, ExpertCard],
+) -> None:
+    """A running A/B test's arm replaces the gate's first pick, whatever the gate."""
+    for tracker in experiments:
+        assigned = tracker.assignment(request, request.hints.task_type)
+        if assigned is None or assigned not in cards:
+            continue
+        if assigned != decision.experts[0]:
+            others = [name for name in decision.experts if name != assigned]
+            decision.experts = [assigned, *others[1:]]
+        decision.rationale += f"; an A/B test assigned this request to {assigned}"
+        return
 
 
 def _finished(request_id: str, started: float, error: MoEError) -> RequestFinished:

@@ -87,6 +87,10 @@ class Expert(Part):
 class Gate(Part):
     """A routing policy. One that learns from data also implements :class:`TrainableGate`."""
 
+    runs_experiments: ClassVar[bool] = False
+    """True for a gate that applies A/B tests itself (an :class:`ExperimentSignal`'s
+    assignment); for every other gate the gateway applies them to its decisions."""
+
     @abc.abstractmethod
     async def route(
         self,

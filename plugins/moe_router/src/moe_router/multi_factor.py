@@ -234,6 +234,7 @@ class MultiFactorGate(Gate):
     """Picks experts by abilities, limits, quality, cost and history, with an evidence trail."""
 
     options: MultiFactorOptions
+    runs_experiments = True  # an assigned arm must also pass the filters (see _experiment)
 
     def __init__(self, name: str, options: MultiFactorOptions) -> None:
         super().__init__(name, options)

@@ -158,7 +158,9 @@ def registry_only_config(
     if not isinstance(data, dict) or "models" not in data or {"experts", "registry"} & set(data):
         return None
     defaults = (plugins or create_plugin_manager()).default_config()
-    config = {name: value for name, value in defaults.items() if name not in ("experts", "gate")}
+    # The default's trackers and store, not its experts nor what is built around them.
+    parts = ("experts", "gate", "preparers")
+    config = {name: value for name, value in defaults.items() if name not in parts}
     experts = dict(REGISTRY_EXPERTS)
     if os.environ.get(UPSTREAM_KEY_ENV):
         experts["api_key_env"] = UPSTREAM_KEY_ENV
