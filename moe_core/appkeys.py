@@ -17,4 +17,6 @@ BODY_LIMIT_KEY: web.AppKey[int] = web.AppKey("body_limit")
 BODY_TIMEOUT_KEY: web.AppKey[float] = web.AppKey("body_timeout")
 CUT_WARNINGS_KEY: web.AppKey[set[Callable[[], Awaitable[object]]]] = web.AppKey("cut_warnings")
 START_ERROR_KEY: web.AppKey[list[BaseException]] = web.AppKey("start_error")
+# Paths answered without a key: health probes, and a page that asks for the key (frontends add).
+PUBLIC_PATHS_KEY: web.AppKey[set[str]] = web.AppKey("public_paths")
 REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("request_id")

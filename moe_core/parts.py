@@ -234,7 +234,9 @@ class Frontend(Part):
 
     It is mounted unless ``server.frontends.<name>.enabled`` is false. A frontend that answers
     paths no other route matched (a catch-all) sets the class attribute ``mounted_by_default``
-    to false, so that it answers only where a configuration asks with ``enabled: true``.
+    to false, so that it answers only where a configuration asks with ``enabled: true``. One
+    whose pages must load before a key is known adds their exact paths to
+    ``app[moe_core.appkeys.PUBLIC_PATHS_KEY]``.
     """
 
     mounted_by_default: ClassVar[bool] = True

@@ -31,6 +31,7 @@ from moe_core.appkeys import (
     BODY_TIMEOUT_KEY,
     CUT_WARNINGS_KEY,
     MOE_KEY,
+    PUBLIC_PATHS_KEY,
     REQUEST_ID_KEY,
     START_ERROR_KEY,
 )
@@ -83,6 +84,7 @@ def create_app(moe: MoE, *, wait_for_experts: bool = False) -> web.Application:
     app[BODY_LIMIT_KEY] = server.max_body_bytes
     app[BODY_TIMEOUT_KEY] = server.body_timeout_s
     app[START_ERROR_KEY] = []
+    app[PUBLIC_PATHS_KEY] = set(PUBLIC_PATHS)
     app[CUT_WARNINGS_KEY] = set()
     app.on_shutdown.append(_warn_before_cut)
     app.on_response_prepare.append(_add_request_id_header)
@@ -246,7 +248,7 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> MoEErr
 
 @web.middleware
 async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in PUBLIC_PATHS:
+    if request.path in request.app[PUBLIC_PATHS_KEY]:
         return await handler(request)
     if not _key_in(request, API_KEYS_KEY):
         raise AuthenticationFailed(

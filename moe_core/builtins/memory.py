@@ -61,7 +61,7 @@ class MemoryTracker(Tracker):
 
     async def observe(self, event: Event) -> None:
         if isinstance(event, ExpertCalled):
-            if not event.cancelled:  # nothing to learn from a call nobody waited for
+            if not (event.cancelled or event.cached):  # no call, or nobody waited for it
                 self._record_call(event)
         elif isinstance(event, RequestFinished):
             self.requests += 1

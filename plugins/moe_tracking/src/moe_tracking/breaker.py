@@ -141,7 +141,7 @@ class CircuitBreakerTracker(StoredTracker):
     # -- events --------------------------------------------------------------------------
 
     async def observe(self, event: Event) -> None:
-        if not isinstance(event, ExpertCalled):
+        if not isinstance(event, ExpertCalled) or event.cached:  # cached: the expert was not called
             return
         target = self._target(event.expert, event.provider)
         key = _BREAKER + target

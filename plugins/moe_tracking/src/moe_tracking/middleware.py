@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable, Sequence
 import structlog
 from aiohttp import web
 
+from moe_core.appkeys import PUBLIC_PATHS_KEY
 from moe_core.errors import MoEError
-from moe_core.server import PUBLIC_PATHS, Handler, bearer_key
+from moe_core.server import Handler, bearer_key
 from moe_tracking.ratelimit import CALLER_KEY, RateLimitTracker, key_id
 
 log = structlog.get_logger(__name__)
@@ -29,7 +30,8 @@ def rate_limit_middleware(
 
     @web.middleware
     async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in PUBLIC_PATHS or request.path.startswith(UNLIMITED_PREFIXES):
+        public = request.app[PUBLIC_PATHS_KEY]
+        if request.path in public or request.path.startswith(UNLIMITED_PREFIXES):
             return await handler(request)
         caller = key_id(bearer_key(request))
         for limiter in limiters:

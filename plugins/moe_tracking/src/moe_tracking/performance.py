@@ -108,7 +108,7 @@ class PerformanceTracker(StoredTracker):
         # Nothing here waits on the store: updates are folded locally and flushed in the
         # background (and at shutdown), one atomic update per key.
         if isinstance(event, ExpertCalled):
-            if not event.cancelled:  # nothing to learn from a call nobody waited for
+            if not (event.cancelled or event.cached):  # no call, or nobody waited for it
                 self._record_call(event)
         elif isinstance(event, RouteDecided):
             decision = event.decision
