@@ -52,7 +52,7 @@ def test_shape_errors_name_the_key(config, message):
         (
             {"experts": {"a": {"kind": "echoo"}}},
             PluginError,
-            "unknown expert kind 'echoo'; installed expert kinds: byt5, echo,",
+            "unknown expert kind 'echoo'; installed expert kinds: anthropic, byt5, echo,",
         ),
         (
             {"experts": {"a": {"kind": "echo"}}, "gate": {"kind": "fixed", "expert": "b"}},
@@ -117,10 +117,15 @@ def test_the_embedded_default_needs_no_file(monkeypatch):
         "feedback",
         "ab-tests",
         "rate-limit",
+        "metrics",
     ]
     assert config.section("tracking").store == "sqlite"
-    assert set(config.experts) == {"general", "healthcare", "finance", "cybersecurity"}
-    assert {expert.kind for expert in config.experts.values()} == {"hf-causal-lm"}
+    chat = {"general", "healthcare", "finance", "cybersecurity"}
+    assert set(config.experts) == {*chat, "all-minilm-l6-v2", "image-facts"}
+    assert {config.experts[name].kind for name in chat} == {"hf-causal-lm"}
+    # The embedder answers /v1/embeddings and image-facts describes images: gates never pick them.
+    assert config.experts["all-minilm-l6-v2"].kind == "sentence-embedding"
+    assert list(config.preparers) == ["images"]
     assert config.gate.kind == "embedding"
     assert config.server.port == 8000 and config.server.host == "127.0.0.1"
 

@@ -100,7 +100,8 @@ def test_the_sdk_streams_and_lists_models(client):
     assert len([p for p in pieces if p]) > 3
     assert "".join(p or "" for p in pieces).strip()
     models = [model.id for model in client.models.list()]
-    assert models == ["auto", "general", "healthcare", "finance", "cybersecurity"]
+    chat = ["general", "healthcare", "finance", "cybersecurity"]
+    assert models == ["auto", *chat, "all-minilm-l6-v2", "image-facts"]
 
 
 def test_greedy_answers_are_the_same_streamed_or_not(client):

@@ -167,10 +167,10 @@ async def test_unreachable_and_silent_upstreams(gateway, fake_upstream):
     client = await gateway(remote("http://127.0.0.1:9/v1"))  # nothing listens on port 9
     response = await client.post("/v1/chat/completions", json=user("x"))
     assert response.status == 503
-    assert "cannot reach the upstream" in (await response.json())["error"]["message"]
+    assert "cannot reach its upstream" in (await response.json())["error"]["message"]
 
     fake.behaviour.delay_s = 1.0
-    client = await gateway(remote(base_url, read_timeout_s=0.1))
+    client = await gateway(remote(base_url, first_byte_timeout_s=0.1))
     response = await client.post("/v1/chat/completions", json=user("x"))
     assert response.status == 504
     assert (await response.json())["error"]["code"] == "expert_timeout"

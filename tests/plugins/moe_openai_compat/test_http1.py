@@ -7,7 +7,13 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from moe_openai_compat.http1 import ConnectError, Disconnected, HTTPPool, ReadTimeout
+from moe_openai_compat.http1 import (
+    ConnectError,
+    Disconnected,
+    HTTPPool,
+    PoolTimeout,
+    ReadTimeout,
+)
 from tests.conftest import free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -134,16 +140,40 @@ async def test_chunked_answers_stream_as_they_arrive_and_split_into_lines():
     assert lines == [b"data: a", b"", b"data: b", b""]
 
 
-async def test_silence_longer_than_the_read_timeout_is_a_read_timeout():
+async def test_silence_before_the_answer_starts_is_the_first_byte_timeout():
     async def silent(reader, writer) -> None:
         await read_request(reader)
         await asyncio.sleep(5)
 
     server, url, _ = await serve(silent)
-    pool = HTTPPool(url, headers={}, read_timeout=0.2)
+    pool = HTTPPool(url, headers={}, first_byte_timeout=0.2, read_timeout=5)
     try:
-        with pytest.raises(ReadTimeout, match="sent nothing for 0.2 s"):
+        with pytest.raises(ReadTimeout, match="did not start answering within 0.2 s") as error:
             await pool.post("/x", b"{}")
+        assert not error.value.started
+    finally:
+        await pool.close()
+        server.close()
+
+
+async def test_silence_in_the_middle_of_an_answer_is_the_read_timeout():
+    async def stalls(reader, writer) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    server, url, _ = await serve(stalls)
+    # A first-byte limit far longer than the read limit: once bytes flow, the read limit rules.
+    pool = HTTPPool(url, headers={}, first_byte_timeout=30, read_timeout=0.2)
+    try:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(ReadTimeout, match="went silent for 0.2 s in the middle") as error:
+            async with pool.stream("/x", b"{}") as answer:
+                async for _ in answer.chunks():
+                    pass
+        assert error.value.started
+        assert asyncio.get_running_loop().time() - started < 2
     finally:
         await pool.close()
         server.close()
@@ -158,18 +188,43 @@ async def test_an_upstream_dying_mid_answer_is_an_error_not_a_short_body():
     server, url, _ = await serve(dies)
     pool = HTTPPool(url, headers={})
     try:
-        with pytest.raises(Disconnected):
+        with pytest.raises(Disconnected, match="midway through its answer") as error:
             await pool.post("/x", b"{}")
+        assert error.value.midway
     finally:
         await pool.close()
         server.close()
 
 
-async def test_nothing_listening_is_a_connect_error():
+async def test_nothing_listening_is_a_connect_error_that_names_no_address():
     pool = HTTPPool(f"http://127.0.0.1:{free_port()}", headers={}, connect_timeout=2)
-    with pytest.raises(ConnectError, match="cannot connect to 127.0.0.1"):
+    with pytest.raises(ConnectError) as error:
         await pool.post("/x", b"{}")
+    assert str(error.value) == "cannot connect to the upstream: Connection refused"
     await pool.close()
+
+
+async def test_a_wait_for_a_free_connection_is_bounded_by_the_pool_timeout():
+    async def slow(reader, writer) -> None:
+        await read_request(reader)
+        await asyncio.sleep(0.5)
+        writer.write(ok(b"done"))
+        await writer.drain()
+
+    server, url, connections = await serve(slow)
+    pool = HTTPPool(url, headers={}, limit=1, pool_timeout=0.1)
+    try:
+        results = await asyncio.gather(
+            pool.post("/x", b"{}"), pool.post("/x", b"{}"), return_exceptions=True
+        )
+        assert results[0][1] == b"done"
+        assert isinstance(results[1], PoolTimeout)
+        assert str(results[1]) == "all 1 connections to the upstream stayed busy for 0.1 s"
+        assert len(connections) == 1
+        assert (await pool.post("/x", b"{}"))[1] == b"done", "the slot was given back"
+    finally:
+        await pool.close()
+        server.close()
 
 
 async def test_leaving_a_stream_early_closes_its_connection_instead_of_pooling_it():

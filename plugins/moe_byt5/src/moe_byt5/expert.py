@@ -5,7 +5,8 @@ Two tasks, chosen by the request's ``moe.task_type`` (the ``/process`` API's ``t
 - ``generate`` (the default; ``process`` is the seed's name for it): text-to-text generation, for
   any ByT5 checkpoint, e.g. one fine-tuned for a transformation.
 - ``embed``: the encoder's last hidden states mean-pooled over the real (unpadded) bytes, answered
-  as a JSON array of floats.
+  as a JSON array of floats. ``POST /v1/embeddings`` reaches the same vectors through
+  :meth:`ByT5Expert.embed`, a request's texts in padded batches of similar length.
 
 Because ByT5 reads bytes, it needs no vocabulary file and copes with code, identifiers and
 symbol-heavy text that a subword vocabulary would shred. torch and transformers are imported when
@@ -26,6 +27,7 @@ DEFAULT_CHECKPOINT = "google/byt5-small"
 TASKS = ("generate", "embed")
 # The seed's API called an expert's default text task ``process``.
 DEFAULT_TASK_ALIAS = "process"
+EMBED_GROUP = 16  # texts per forward pass when embedding many: padding wastes little
 
 
 def task_of(request: ChatRequest, tasks: tuple[str, ...], default: str) -> str:
@@ -140,12 +142,46 @@ class ByT5Expert(Expert):
         answer = self._tokenizer.decode(new, skip_special_tokens=True)
         return answer, int(inputs["input_ids"].shape[1]), int(new.shape[0])
 
+    async def embed(
+        self, texts: list[str], *, dimensions: int | None = None
+    ) -> tuple[list[list[float]], int]:
+        """Each text's ``embed`` vector and the bytes they took, for ``POST /v1/embeddings``."""
+        size = self._model.config.d_model
+        if dimensions is not None and dimensions != size:
+            raise InvalidRequest(
+                f"expert {self.name!r} makes {size}-dimensional vectors and cannot shorten "
+                f"them; leave dimensions out (or send {size})",
+                param="dimensions",
+                code="invalid_value",
+            )
+        return await self.worker.run(self._embed_many, texts)
+
     def _embed(self, text: str) -> tuple[list[float], int]:
+        vectors, used = self._embed_many([text])
+        return vectors[0], used
+
+    def _embed_many(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Mean-pooled encoder states of every text, sorted by length into padded groups of
+        :data:`EMBED_GROUP` (masked padding leaves each vector as it is alone)."""
         import torch
 
-        inputs = self._encode(text)
-        with torch.inference_mode():
-            states = self._model.get_encoder()(**inputs).last_hidden_state
-        mask = inputs["attention_mask"].unsqueeze(-1).to(states.dtype)
-        pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
-        return pooled[0].float().cpu().tolist(), int(inputs["input_ids"].shape[1])
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i].encode()))
+        vectors: list[list[float]] = [[] for _ in texts]
+        used = 0
+        for start in range(0, len(order), EMBED_GROUP):
+            group = order[start : start + EMBED_GROUP]
+            inputs = self._tokenizer(
+                [texts[i] for i in group],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=self.options.max_input_bytes,
+            ).to(self.device)
+            with torch.inference_mode():
+                states = self._model.get_encoder()(**inputs).last_hidden_state
+            mask = inputs["attention_mask"].unsqueeze(-1).to(states.dtype)
+            pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+            for row, index in enumerate(group):
+                vectors[index] = pooled[row].float().cpu().tolist()
+            used += int(inputs["attention_mask"].sum())
+        return vectors, used

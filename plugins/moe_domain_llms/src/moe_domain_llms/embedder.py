@@ -48,6 +48,13 @@ class SentenceEmbeddingExpert(Expert):
     async def close(self) -> None:
         await self.encoder.close()
 
+    async def embed(
+        self, texts: list[str], *, dimensions: int | None = None
+    ) -> tuple[list[list[float]], int]:
+        """Unit vectors and the tokens they took, for ``POST /v1/embeddings``; the texts of
+        concurrent requests share forward passes."""
+        return await self.encoder.embed(texts, dimensions=dimensions, where=f"expert {self.name!r}")
+
     async def generate(self, request: ChatRequest) -> ExpertResult:
         task = request.hints.task_type
         if task not in (None, "embed"):

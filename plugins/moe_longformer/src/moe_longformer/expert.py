@@ -8,7 +8,9 @@ Tasks, chosen by the request's ``moe.task_type`` (the ``/process`` API's ``task`
 - ``embed``: LongformerModel's last hidden states, global attention on the first token,
   mean-pooled over real tokens. A document longer than the window is cut into chunks, each
   embedded, and the chunk vectors averaged weighted by their token counts, so every part of the
-  document counts by its length. Answered as a JSON array of floats.
+  document counts by its length. Answered as a JSON array of floats. ``POST /v1/embeddings``
+  reaches the same vectors through :meth:`LongformerExpert.embed`, the chunks of all of a
+  request's texts run through the model together.
 
 Either checkpoint may be ``null`` to leave that task out (the card then lists only the other).
 torch and transformers are imported when the models load, never at plugin import.
@@ -184,24 +186,64 @@ class LongformerExpert(Expert):
             global_mask[:, 0] = 1
             yield ids.to(self.device), mask.to(self.device), global_mask.to(self.device)
 
+    async def embed(
+        self, texts: list[str], *, dimensions: int | None = None
+    ) -> tuple[list[list[float]], int]:
+        """Each text's ``embed`` vector and the tokens they took, for ``POST /v1/embeddings``."""
+        if "embed" not in self._models:
+            raise InvalidRequest(
+                f"expert {self.name!r} does not embed: it has no embed_checkpoint",
+                param="model",
+                code="model_not_supported",
+            )
+        size = self._models["embed"].config.hidden_size
+        if dimensions is not None and dimensions != size:
+            raise InvalidRequest(
+                f"expert {self.name!r} makes {size}-dimensional vectors and cannot shorten "
+                f"them; leave dimensions out (or send {size})",
+                param="dimensions",
+                code="invalid_value",
+            )
+        return await self.worker.run(self._embed_many, texts)
+
     def _embed(self, text: str) -> tuple[list[float], int]:
+        vectors, used = self._embed_many([text])
+        return vectors[0], used
+
+    def _embed_many(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Every text's chunks, all run through the model in batches of ``chunks_per_batch``,
+        then each text's chunk states averaged weighted by their token counts."""
         import torch
 
         model = self._models["embed"]
-        chunks = self._chunks("embed", text)
-        total = None
+        chunks: list[list[int]] = []
+        owners: list[int] = []
+        for owner, text in enumerate(texts):
+            mine = self._chunks("embed", text)
+            chunks.extend(mine)
+            owners.extend([owner] * len(mine))
+        totals: list[Any] = [None] * len(texts)
+        counts = [0] * len(texts)
+        row = 0
         with torch.inference_mode():
             for ids, mask, global_mask in self._batches("embed", chunks):
                 states = model(
                     input_ids=ids, attention_mask=mask, global_attention_mask=global_mask
                 ).last_hidden_state
-                weights = mask.unsqueeze(-1).to(states.dtype)
-                # Summing masked states over every chunk, then dividing by every real token,
+                # Summing masked states over a text's chunks, then dividing by its real tokens,
                 # is the token-weighted average of the chunks' mean-pooled vectors.
-                summed = (states * weights).sum(dim=(0, 1))
-                total = summed if total is None else total + summed
-        used = sum(len(chunk) for chunk in chunks)
-        return (total / used).float().cpu().tolist(), used
+                summed = (states * mask.unsqueeze(-1).to(states.dtype)).sum(dim=1)
+                for chunk in range(ids.shape[0]):
+                    owner = owners[row + chunk]
+                    previous = totals[owner]
+                    totals[owner] = summed[chunk] if previous is None else previous + summed[chunk]
+                    counts[owner] += len(chunks[row + chunk])
+                row += ids.shape[0]
+        vectors = [
+            (total / count).float().cpu().tolist()
+            for total, count in zip(totals, counts, strict=True)
+        ]
+        return vectors, sum(counts)
 
     def _summarize(self, text: str, limit: int) -> tuple[str, int, int]:
         import torch

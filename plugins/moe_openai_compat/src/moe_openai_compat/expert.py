@@ -3,24 +3,28 @@
 One pool of keep-alive connections per expert (``http1.HTTPPool``), opened in ``start`` and
 closed in ``close``: a lean HTTP/1.1 client rather than aiohttp's or httpx's, because in front of a
 fast upstream the gateway's CPU time per call decides its throughput (``make bench-overhead``
-measures all three). Streams are passed through chunk by chunk, never buffered. Upstream
-failures become gateway errors a caller can act on: the upstream's own message is kept, the
-gateway's credentials are not blamed on the caller (401 upstream is a 502 here), and 429 keeps
-its ``Retry-After``.
+measures all three). Streams are passed through chunk by chunk, never buffered; what the
+upstream answers beyond the canonical fields (logprobs, refusals, n choices...) is kept for the
+OpenAI frontend (``reading``). Upstream failures become gateway errors a caller can act on: the
+upstream's own message is kept, the gateway's credentials are not blamed on the caller (401
+upstream is a 502 here), a ``Retry-After`` is kept (the circuit breaker cools the expert down
+for that long), and no message names the upstream's address (the log does, for operators).
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import orjson
-from pydantic import Field, ValidationError
+import structlog
+from pydantic import ValidationError
 
 from moe_core import (
-    BaseURL,
     ChatMessage,
     ChatRequest,
     ConfigError,
@@ -31,26 +35,23 @@ from moe_core import (
     ExpertTimeout,
     ExpertUnavailable,
     MoEError,
-    Options,
     UpstreamError,
-    Usage,
 )
 from moe_core.errors import upstream_detail, upstream_error
-from moe_openai_compat.http1 import HTTPClientError, HTTPPool, ReadTimeout
+from moe_openai_compat.embeddings import UPSTREAM_PATH, upstream_request, upstream_vectors
+from moe_openai_compat.expert_options import OpenAIExpertOptions
+from moe_openai_compat.http1 import (
+    Disconnected,
+    HTTPClientError,
+    HTTPPool,
+    PoolTimeout,
+    ReadTimeout,
+)
+from moe_openai_compat.proxy import proxy_for
+from moe_openai_compat.reading import chunk_deltas, merged, result_fields, usage
 
-
-class OpenAIExpertOptions(Options):
-    base_url: BaseURL = Field(description="The API root, e.g. https://api.openai.com/v1")
-    model: str | None = Field(None, description="The upstream's model name; default: the expert's")
-    api_key_env: str | None = Field(None, description="Environment variable holding the API key")
-    connect_timeout_s: float = Field(10.0, gt=0)
-    read_timeout_s: float = Field(600.0, gt=0, description="Longest silence while reading")
-    max_connections: int = Field(100, ge=1)
-    stream_usage: bool = Field(True, description="Ask the upstream for usage in streams")
-    headers: dict[str, str] = Field(default_factory=dict, description="Extra non-secret headers")
-    system_prompt: str | None = Field(
-        None, description="Put first when the request has no system message (a domain expert)"
-    )
+__all__ = ["OpenAIExpert", "OpenAIExpertOptions"]
+log = structlog.get_logger(__name__)
 
 
 class OpenAIExpert(Expert):
@@ -62,14 +63,19 @@ class OpenAIExpert(Expert):
         super().__init__(name, options)
         self.upstream_model = options.model or name
         self._headers = {"Content-Type": "application/json", **options.headers}
+        for header, variable in options.headers_env.items():
+            self._headers[header] = _secret(f"experts.{name}.headers_env.{header}", variable)
+        self._url, self._query = options.base_url, dict(options.query)
+        azure = options.azure
+        if azure is not None:
+            self._url += f"/openai/deployments/{quote(azure.deployment, safe='')}"
+            self._query = {"api-version": azure.api_version, **self._query}
         if options.api_key_env:
-            key = os.environ.get(options.api_key_env)
-            if not key:
-                raise ConfigError(
-                    f"experts.{name}.api_key_env: environment variable "
-                    f"{options.api_key_env} is not set"
-                )
-            self._headers["Authorization"] = f"Bearer {key}"
+            key = _secret(f"experts.{name}.api_key_env", options.api_key_env)
+            if azure is not None:
+                self._headers["api-key"] = key
+            else:
+                self._headers["Authorization"] = f"Bearer {key}"
         self._pool: HTTPPool | None = None
         prompt = options.system_prompt
         self._system = ChatMessage(role="system", content=prompt) if prompt else None
@@ -82,15 +88,29 @@ class OpenAIExpert(Expert):
         return ExpertCard(
             provider=urlsplit(self.options.base_url).hostname or "openai-compatible",
             description=f"{self.upstream_model} at {self.options.base_url}",
+            # Passed through as sent: the upstream model answers for what it cannot do (a 400),
+            # so none is refused here; a config's `card:` narrows it (`supports_vision: false`).
+            supports_tools=True,
+            supports_json=True,
+            supports_vision=True,
+            capabilities=["logprobs", "penalties", "choices"],
         )
 
     async def start(self) -> None:
+        options = self.options
+        proxy = proxy_for(self._url, options.proxy)
+        if proxy is not None:
+            log.info("openai.proxy", expert=self.name, proxy=proxy.address)
         self._pool = HTTPPool(
-            self.options.base_url,
+            self._url,
             headers=self._headers,
-            limit=self.options.max_connections,
-            connect_timeout=self.options.connect_timeout_s,
-            read_timeout=self.options.read_timeout_s,
+            query=self._query,
+            limit=options.max_connections,
+            connect_timeout=options.connect_timeout_s,
+            first_byte_timeout=options.first_byte_timeout_s,
+            read_timeout=options.read_timeout_s,
+            pool_timeout=options.pool_timeout_s,
+            proxy=proxy,
         )
 
     async def close(self) -> None:
@@ -121,6 +141,35 @@ class OpenAIExpert(Expert):
         return self._pool
 
     async def generate(self, request: ChatRequest) -> ExpertResult:
+        wanted = request.n or 1
+        if wanted > 1 and not self.options.supports_n:
+            payload = merged(await _all([self._complete(_one(request)) for _ in range(wanted)]))
+        else:
+            payload = await self._complete(request)
+            missing = wanted - len(payload["choices"])
+            if missing > 0:  # an upstream that ignores n: the other choices from calls of their own
+                more = await _all([self._complete(_one(request)) for _ in range(missing)])
+                payload = merged([payload, *more])
+        fields = result_fields(payload)
+        raw_usage = payload.get("usage")
+        # OpenAI's usage object as it came, validated with the answer in one pass; one that
+        # lacks a total is completed by hand.
+        fields["usage"] = (
+            raw_usage
+            if type(raw_usage) is dict and "total_tokens" in raw_usage
+            else usage(raw_usage)
+        )
+        try:
+            return _validate_result(fields)
+        except ValidationError:
+            if fields["usage"] is not raw_usage:
+                raise
+        # Usage with nulls or other oddities some servers send: read leniently, as streams are.
+        fields["usage"] = usage(raw_usage)
+        return _validate_result(fields)
+
+    async def _complete(self, request: ChatRequest) -> dict[str, Any]:
+        """One call for a complete answer: the upstream's chat completion, its shape checked."""
         pool = self._pool_or_fail()
         try:
             answer, raw = await pool.post(_PATH, self._body(request, stream=False))
@@ -130,49 +179,45 @@ class OpenAIExpert(Expert):
             raise self._error(answer.status, raw, answer.headers)
         try:
             payload = orjson.loads(raw)
-            choice = payload["choices"][0]
-            message = choice["message"]
+            if not isinstance(payload["choices"][0]["message"], dict):
+                raise TypeError
         except (ValueError, KeyError, IndexError, TypeError):
             raise UpstreamError(
                 f"expert {self.name!r}: the upstream answered something that is not a chat "
                 f"completion: {raw[:200]!r}"
             ) from None
-        usage = payload.get("usage")
-        fields = {
-            "content": message.get("content") or "",
-            "reasoning_content": message.get("reasoning_content"),
-            "tool_calls": message.get("tool_calls"),
-            "finish_reason": choice.get("finish_reason") or "stop",
-            # OpenAI's usage object as it came, validated with the answer in one pass; one that
-            # lacks a total is completed by hand.
-            "usage": usage if type(usage) is dict and "total_tokens" in usage else _usage(usage),
-            "model": payload.get("model"),
-        }
-        try:
-            return _validate_result(fields)
-        except ValidationError:
-            if fields["usage"] is not usage:
-                raise
-        # Usage with nulls or other oddities some servers send: read leniently, as streams are.
-        fields["usage"] = _usage(usage)
-        return _validate_result(fields)
+        return payload
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        wanted = request.n or 1
+        if wanted > 1 and not self.options.supports_n:
+            streams = [self._stream(_one(request), index) for index in range(wanted)]
+            async for delta in _interleaved(streams):
+                yield delta
+            return
+        async for delta in self._stream(request):
+            yield delta
+
+    async def _stream(self, request: ChatRequest, index: int = 0) -> AsyncIterator[Delta]:
+        """One streamed call; its choices numbered from ``index`` on."""
         pool = self._pool_or_fail()
+        chunks = 0
         try:
             async with pool.stream(_PATH, self._body(request, stream=True)) as answer:
                 if answer.status >= 400:
                     raise self._error(answer.status, await answer.read(), answer.headers)
                 async for line in answer.lines():
-                    delta = self._parse_event(line)
-                    if delta is _DONE:
+                    deltas = self._parse_event(line, index)
+                    if deltas is _DONE:
                         return
-                    if delta is not None:
-                        yield delta
+                    if deltas is not None:
+                        chunks += 1
+                        for delta in deltas:  # type: ignore[attr-defined]
+                            yield delta
         except HTTPClientError as exc:
-            raise self._connection_error(exc) from None
+            raise self._connection_error(exc, chunks=chunks) from None
 
-    def _parse_event(self, line: bytes) -> Delta | object | None:
+    def _parse_event(self, line: bytes, index: int) -> list[Delta] | object | None:
         if not line.startswith(b"data:"):
             return None  # blank separators, comments, "event:" lines
         data = line[5:].strip()
@@ -186,27 +231,48 @@ class OpenAIExpert(Expert):
             ) from None
         if "error" in chunk:
             raise UpstreamError(f"expert {self.name!r}: {upstream_detail(data)}")
-        choices = chunk.get("choices") or []
-        delta = choices[0].get("delta") or {} if choices else {}
-        return Delta(
-            content=delta.get("content"),
-            reasoning_content=delta.get("reasoning_content"),
-            tool_calls=delta.get("tool_calls"),
-            finish_reason=choices[0].get("finish_reason") if choices else None,
-            usage=_usage(chunk.get("usage")),
-            model=chunk.get("model"),
-        )
+        return chunk_deltas(chunk, index)
 
     def _error(self, status: int, raw: bytes, headers: Mapping[str, str]) -> MoEError:
-        where = f"expert {self.name!r} (upstream {self.options.base_url}, status {status})"
-        return upstream_error(where, status, raw, headers, credentials="api_key_env")
+        log.warning("openai.upstream_error", expert=self.name, url=self._url, status=status)
+        where = f"expert {self.name!r} (upstream status {status})"
+        error = upstream_error(where, status, raw, headers, credentials="api_key_env")
+        retry_after = _retry_after(headers)
+        if retry_after and (status == 429 or status >= 500):
+            error.headers.setdefault("Retry-After", retry_after)
+        return error
 
-    def _connection_error(self, exc: HTTPClientError) -> MoEError:
+    def _connection_error(self, exc: HTTPClientError, *, chunks: int = 0) -> MoEError:
+        log.warning("openai.upstream_failed", expert=self.name, url=self._url, error=str(exc))
+        name = self.name
         if isinstance(exc, ReadTimeout):
-            return ExpertTimeout(f"expert {self.name!r}: the upstream stopped answering: {exc}")
-        return ExpertUnavailable(
-            f"expert {self.name!r}: cannot reach the upstream at {self.options.base_url}: {exc}"
-        )
+            option = "read_timeout_s" if exc.started else "first_byte_timeout_s"
+            return ExpertTimeout(f"expert {name!r}: {exc} ({option})")
+        if isinstance(exc, PoolTimeout):
+            return ExpertUnavailable(
+                f"expert {name!r} is busy: {exc} (max_connections, pool_timeout_s); retry shortly",
+                code="expert_busy",
+                headers={"Retry-After": "1"},
+            )
+        if isinstance(exc, Disconnected) and exc.midway:
+            streamed = f" after {chunks} chunks of a stream" if chunks else ""
+            return UpstreamError(f"expert {name!r}: {exc}{streamed}; the answer is incomplete")
+        return ExpertUnavailable(f"expert {name!r}: cannot reach its upstream: {exc}")
+
+    async def embed(
+        self, texts: list[str], *, dimensions: int | None = None
+    ) -> tuple[list[list[float]], int]:
+        """Vectors from the upstream's own ``/embeddings``, for ``POST /v1/embeddings``
+        (:class:`moe_openai_compat.embeddings.Embedder`); ``dimensions`` is the upstream's call."""
+        pool = self._pool_or_fail()
+        body = upstream_request(self.upstream_model, texts, dimensions)
+        try:
+            answer, raw = await pool.post(UPSTREAM_PATH, body)
+        except HTTPClientError as exc:
+            raise self._connection_error(exc) from None
+        if answer.status >= 400:
+            raise self._error(answer.status, raw, answer.headers)
+        return upstream_vectors(raw, len(texts), where=f"expert {self.name!r}")
 
 
 _DONE = object()
@@ -218,7 +284,73 @@ _request_json = ChatRequest.__pydantic_serializer__.to_json
 _validate_result = ExpertResult.__pydantic_validator__.validate_python
 
 
-def _usage(raw: Any) -> Usage | None:
-    if not isinstance(raw, dict):
+def _secret(key_path: str, variable: str) -> str:
+    value = os.environ.get(variable)
+    if not value:
+        raise ConfigError(f"{key_path}: environment variable {variable} is not set")
+    return value
+
+
+def _one(request: ChatRequest) -> ChatRequest:
+    """The request for one of n separate calls that make n choices."""
+    return request.model_copy(update={"n": None})
+
+
+def _retry_after(headers: Mapping[str, str]) -> str | None:
+    """An upstream's ``Retry-After``, or Azure's ``retry-after-ms`` in whole seconds."""
+    value = headers.get("retry-after")
+    if value:
+        return value
+    milliseconds = headers.get("retry-after-ms")
+    try:
+        return str(max(1, math.ceil(float(milliseconds) / 1000))) if milliseconds else None
+    except ValueError:
         return None
-    return Usage.of(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))
+
+
+async def _all(calls: list[Awaitable[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Every call's answer, made at once; the first failure stops the others."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def _interleaved(streams: list[AsyncIterator[Delta]]) -> AsyncIterator[Delta]:
+    """Several streams' deltas as they come, their usage added up into one last delta (the
+    caller reads a stream's usage from its last delta that has one)."""
+    queue: asyncio.Queue[Delta | BaseException | None] = asyncio.Queue()
+
+    async def pump(stream: AsyncIterator[Delta]) -> None:
+        try:
+            async for delta in stream:
+                await queue.put(delta)
+        except Exception as exc:
+            await queue.put(exc)
+        finally:
+            await queue.put(None)
+
+    tasks = [asyncio.create_task(pump(stream)) for stream in streams]
+    total = None
+    try:
+        running = len(tasks)
+        while running:
+            item = await queue.get()
+            if item is None:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            elif item.usage is not None:
+                total = item.usage if total is None else total + item.usage
+                if item.content or item.tool_calls or item.finish_reason:
+                    yield item.model_copy(update={"usage": None})
+            else:
+                yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if total is not None:
+        yield Delta(usage=total)

@@ -14,9 +14,13 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from moe_core import MOE_KEY, Frontend, ModelNotFound, MoEError, Usage
+from moe_core import MOE_KEY, ExpertUnavailable, Frontend, ModelNotFound, MoEError
 from moe_core.appkeys import REQUEST_ID_KEY
 from moe_core.http import json_response, read_json_body
+from moe_core.server import before_cut
+from moe_openai_compat.embeddings import add_embeddings_routes
+from moe_openai_compat.options import OpenAIFrontendOptions
+from moe_openai_compat.responses import add_responses_routes
 from moe_openai_compat.wire import ChunkWriter, completion
 
 log = structlog.get_logger(__name__)
@@ -25,7 +29,9 @@ _STARTED = int(time.time())
 
 
 class OpenAIFrontend(Frontend):
-    """OpenAI's chat-completions wire format, streaming included."""
+    """OpenAI's chat-completions wire format, streaming included; embeddings and responses."""
+
+    options: OpenAIFrontendOptions
 
     def setup(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", chat_completions)
@@ -33,6 +39,8 @@ class OpenAIFrontend(Frontend):
         app.router.add_post("/v1/route", route)
         app.router.add_get("/v1/models", list_models)
         app.router.add_get("/v1/models/{model}", get_model)
+        add_embeddings_routes(app, self.options)
+        add_responses_routes(app, self.options)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -54,43 +62,46 @@ async def _stream(request: web.Request, parsed: Any) -> web.StreamResponse:
         await stream.aclose()
         raise
     writer = ChunkWriter(stream.id, stream.created, stream.model)
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        }
-    )
+    response = web.StreamResponse(headers=_EVENT_STREAM)
     await response.prepare(request)
-    finish_reason = "stop"
-    usage: Usage | None = None
-    modalities = {"text": False, "images": 0, "audio": 0}
+    # Still streaming when the server's grace period ends: an error event before the cut, so
+    # that the client's SDK raises a clear error instead of reading a truncated answer.
+    done = before_cut(request, lambda: response.write(ChunkWriter.error(ShuttingDown())))
     try:
-        await response.write(writer.role())
-        delta = first
-        while delta is not None:
+        # Each write is a system call and a packet the client wakes up for: what is ready
+        # together goes together (the role with the first delta, the last frames with the end
+        # of the body), and nothing ever waits for what is not.
+        opening = writer.role()
+        if first is not None:
+            opening += writer.delta(first) or b""
+        await response.write(opening)
+        async for delta in deltas:
             frame = writer.delta(delta)
             if frame is not None:
                 await response.write(frame)
-            finish_reason = delta.finish_reason or finish_reason
-            usage = delta.usage or usage
-            modalities["text"] = modalities["text"] or bool(delta.content)
-            modalities["images"] += len(delta.images or ())
-            modalities["audio"] += len(delta.audio or ())
-            delta = await anext(deltas, None)
-        await response.write(writer.finish(finish_reason, stream.metadata, modalities))
         options = parsed.stream_options
-        if options is not None and options.include_usage:
-            await response.write(writer.usage(usage or Usage()))
-        await response.write(ChunkWriter.DONE)
+        include_usage = options is not None and bool(options.include_usage)
+        await response.write_eof(writer.end(stream.metadata, include_usage=include_usage))
     except MoEError as exc:
         log.warning("stream.failed_midway", error=exc.message, code=exc.code)
         await response.write(ChunkWriter.error(exc))
     except ConnectionResetError:
         log.info("stream.client_disconnected")
     finally:
+        done()
         await stream.aclose()
     return response
+
+
+_EVENT_STREAM = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                 "X-Accel-Buffering": "no"}  # fmt: skip
+
+
+class ShuttingDown(ExpertUnavailable):
+    code = "server_shutting_down"
+
+    def __init__(self) -> None:
+        super().__init__("The server shut down before this answer was complete; retry")
 
 
 async def route(request: web.Request) -> web.Response:

@@ -6,12 +6,17 @@ tracing, multidicts, URL objects) spends more per call than the rest of the pipe
 (``make bench-overhead`` measures it). This client sends one POST per call on a pooled keep-alive
 connection and parses the answer with ``httptools`` (the llhttp C parser that uvicorn uses).
 
-What it does: keep-alive pooling with a connection limit, TLS for https, Content-Length and
-chunked answers, answers read whole or streamed chunk by chunk with back-pressure, a connect
-timeout and a read timeout (the longest silence while waiting for bytes), one retry on a fresh
-connection when a pooled one turns out to have been closed by the upstream before it answered
-anything. What it does not: redirects, proxies, cookies, compressed answers (it asks for
-``identity``), HTTP/2.
+What it does: keep-alive pooling with a connection limit (and a bounded wait for a free
+connection, which does not count towards the caller's ``timeout_s``: see ``moe_core.pool.queued``),
+TLS for https, an HTTP proxy (``CONNECT`` tunnels for https, absolute-form requests for http),
+Content-Length and chunked answers, answers read whole or streamed chunk by chunk with
+back-pressure, three timeouts (connect; first byte, the wait for the answer to start; read, the
+longest silence once it has), one retry on a fresh connection when a pooled one turns out to have
+been closed by the upstream before it answered anything. What it does not: redirects, cookies,
+compressed answers (it asks for ``identity``), HTTP/2.
+
+Its error messages name no host or address: they reach the gateway's callers, who need not
+know where its upstreams live (the expert logs that for operators).
 """
 
 from __future__ import annotations
@@ -21,270 +26,41 @@ import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httptools
 
-_HIGH_WATER = 256 * 1024  # buffered answer bytes at which reading from the socket pauses
-_LOW_WATER = 64 * 1024
+from moe_core.pool import queued
+from moe_openai_compat.connection import (
+    Answer,
+    ConnectError,
+    Connection,
+    Disconnected,
+    HTTPClientError,
+    PoolTimeout,
+    ReadTimeout,
+    reason,
+)
+from moe_openai_compat.proxy import Proxy
 
-
-class HTTPClientError(Exception):
-    """The upstream could not be reached or did not answer properly."""
-
-
-class ConnectError(HTTPClientError):
-    """No connection could be opened."""
-
-
-class ReadTimeout(HTTPClientError):
-    """The upstream stayed silent longer than the read timeout."""
-
-
-class Disconnected(HTTPClientError):
-    """The upstream closed the connection before the answer was complete."""
-
-
-class Answer:
-    """One HTTP answer: status and headers at once, the body read whole or streamed."""
-
-    __slots__ = (
-        "_buffer_all",
-        "_chunks",
-        "_connection",
-        "_done",
-        "_error",
-        "_headers",
-        "_raw_headers",
-        "_size",
-        "_waiter",
-        "received",
-        "status",
-    )
-
-    def __init__(self, connection: _Connection) -> None:
-        self._connection = connection
-        self.status = 0
-        self._raw_headers: list[tuple[bytes, bytes]] = []
-        self._headers: dict[str, str] | None = None
-        self._chunks: deque[bytes] = deque()
-        self._size = 0
-        self._done = False
-        self._error: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._buffer_all = False  # read() wants the whole body: no back-pressure
-        self.received = False  # any byte of the answer arrived
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """The answer's headers, names in lower case. Decoded on first use: a successful answer
-        is usually read without anyone looking at them."""
-        if self._headers is None:
-            self._headers = {
-                name.decode("latin-1").lower(): value.decode("latin-1")
-                for name, value in self._raw_headers
-            }
-        return self._headers
-
-    # Called by the connection, in the event loop.
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _feed(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._size += len(data)
-        if self._size > _HIGH_WATER and not self._buffer_all:
-            self._connection.pause()
-        self._wake()
-
-    def _finish(self) -> None:
-        self._done = True
-        self._wake()
-
-    def _fail(self, error: BaseException) -> None:
-        if not self._done:
-            self._error = error
-            self._done = True
-        self._wake()
-
-    @property
-    def complete(self) -> bool:
-        return self._done and self._error is None
-
-    async def _wait(self) -> None:
-        self._waiter = self._connection.loop.create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
-
-    async def read(self) -> bytes:
-        """The whole body."""
-        self._buffer_all = True
-        self._connection.resume()
-        while not self._done:
-            await self._wait()
-        if self._error is not None:
-            raise self._error
-        return b"".join(self._chunks)
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives."""
-        while True:
-            while self._chunks:
-                data = self._chunks.popleft()
-                self._size -= len(data)
-                if self._size < _LOW_WATER:
-                    self._connection.resume()
-                yield data
-            if self._done:
-                if self._error is not None:
-                    raise self._error
-                return
-            await self._wait()
-
-    async def lines(self) -> AsyncIterator[bytes]:
-        """The body split into lines (for server-sent events), line ends stripped."""
-        pending = b""
-        async for data in self.chunks():
-            pending += data
-            *complete, pending = pending.split(b"\n")
-            for line in complete:
-                yield line.rstrip(b"\r")
-        if pending:
-            yield pending
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection; carries one exchange at a time."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, read_timeout: float) -> None:
-        self.loop = loop
-        self.read_timeout = read_timeout
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.answer: Answer | None = None
-        self.headers_ready: asyncio.Future[None] | None = None
-        self.reusable = False
-        self.closed = False
-        self._paused = False
-        self._last_data = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-
-    # asyncio.Protocol
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self._last_data = self.loop.time()
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._abort(HTTPClientError(f"the upstream sent a malformed HTTP answer: {exc}"))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.reusable = False
-        reason = f": {exc}" if exc else ""
-        self._fail(Disconnected(f"the upstream closed the connection before answering{reason}"))
-
-    # httptools callbacks
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self.answer is not None:
-            self.answer._raw_headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        if self.answer is not None:
-            self.answer.status = self.parser.get_status_code()
-        if self.headers_ready is not None and not self.headers_ready.done():
-            self.headers_ready.set_result(None)
-
-    def on_body(self, body: bytes) -> None:
-        if self.answer is not None:
-            self.answer.received = True
-            self.answer._feed(body)
-
-    def on_message_complete(self) -> None:
-        self.reusable = self.parser.should_keep_alive()
-        if self.answer is not None:
-            self.answer.received = True
-            self.answer._finish()
-
-    def on_message_begin(self) -> None:
-        if self.answer is not None:
-            self.answer.received = True
-
-    # used by the pool and the answer
-    def send(self, payload: bytes) -> Answer:
-        assert self.transport is not None
-        self.answer = Answer(self)
-        self.headers_ready = self.loop.create_future()
-        self.reusable = False
-        self._last_data = self.loop.time()
-        if self._timer is None:
-            # Left armed between answers (it re-arms itself while one is awaited, and lapses on
-            # an idle connection): one timer per connection, not one per request.
-            self._timer = self.loop.call_at(
-                self._last_data + self.read_timeout, self._check_silence
-            )
-        self.transport.write(payload)
-        return self.answer
-
-    def pause(self) -> None:
-        if not self._paused and self.transport is not None:
-            self._paused = True
-            self.transport.pause_reading()
-
-    def resume(self) -> None:
-        if self._paused and self.transport is not None:
-            self._paused = False
-            self.transport.resume_reading()
-
-    def close(self) -> None:
-        self.closed = True
-        self.reusable = False
-        self._cancel_timer()
-        if self.transport is not None:
-            self.transport.close()
-
-    def _check_silence(self) -> None:
-        self._timer = None
-        if self.answer is None or self.answer._done:
-            return
-        if self._paused:  # the reader is behind, not the upstream: wait for it
-            self._timer = self.loop.call_later(self.read_timeout, self._check_silence)
-            return
-        deadline = self._last_data + self.read_timeout
-        if self.loop.time() < deadline:
-            self._timer = self.loop.call_at(deadline, self._check_silence)
-            return
-        self._abort(ReadTimeout(f"the upstream sent nothing for {self.read_timeout:g} s"))
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _fail(self, error: HTTPClientError) -> None:
-        self._cancel_timer()
-        if self.headers_ready is not None and not self.headers_ready.done():
-            self.headers_ready.set_exception(error)
-            self.headers_ready.exception()  # retrieved here: the answer reports it
-        if self.answer is not None:
-            self.answer._fail(error)
-
-    def _abort(self, error: HTTPClientError) -> None:
-        self._fail(error)
-        self.close()
+__all__ = [
+    "Answer",
+    "ConnectError",
+    "Disconnected",
+    "HTTPClientError",
+    "HTTPPool",
+    "PoolTimeout",
+    "ReadTimeout",
+]
 
 
 class _Slots:
     """The pool's connection limit. Taking a free slot is a counter decrement, where asyncio's
     Semaphore builds three coroutines per use: on a gateway's hot path that shows."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, timeout: float) -> None:
+        self.limit = limit
+        self.timeout = timeout
         self._free = limit
         self._waiters: deque[asyncio.Future[None]] = deque()
 
@@ -295,11 +71,18 @@ class _Slots:
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
-            await waiter
+            async with queued(), asyncio.timeout(self.timeout):
+                await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.give()  # handed a slot just as the caller gave up: pass it on
             raise
+        except TimeoutError:
+            if waiter.done() and not waiter.cancelled():
+                self.give()
+            raise PoolTimeout(
+                f"all {self.limit} connections to the upstream stayed busy for {self.timeout:g} s"
+            ) from None
 
     def give(self) -> None:
         while self._waiters:
@@ -311,62 +94,121 @@ class _Slots:
 
 
 class HTTPPool:
-    """Pooled keep-alive connections to one ``http(s)://host:port``; POSTs JSON bodies."""
+    """Pooled keep-alive connections to one ``http(s)://host:port`` (directly or through an HTTP
+    proxy); POSTs JSON bodies."""
 
     def __init__(
         self,
         base_url: str,
         *,
         headers: Mapping[str, str],
+        query: Mapping[str, str] | None = None,
         limit: int = 100,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 600.0,
+        connect_timeout: float = 5.0,
+        first_byte_timeout: float = 60.0,
+        read_timeout: float = 30.0,
+        pool_timeout: float = 10.0,
+        proxy: Proxy | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"must be an http(s) URL, got {base_url!r}")
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.prefix = parts.path.rstrip("/")
         self.ssl: ssl.SSLContext | None = (
             ssl.create_default_context() if parts.scheme == "https" else None
         )
         default_port = self.port == (443 if self.ssl else 80)
         host = f"[{self.host}]" if ":" in self.host else self.host
         authority = host if default_port else f"{host}:{self.port}"
+        # Query parameters of the base URL and the expert's own, on every call.
+        pairs = urlencode([*parse_qsl(parts.query), *(query or {}).items()])
+        self._query = f"?{pairs}" if pairs else ""
+        self.prefix = parts.path.rstrip("/")
         fixed = {"Host": authority, "Accept-Encoding": "identity", **headers}
+        self.proxy = proxy
+        self._tunnel: bytes | None = None  # the CONNECT request, for https through a proxy
+        if proxy is not None:
+            proxy_headers = f"Host: {authority}\r\n"
+            if proxy.authorization:
+                proxy_headers += f"Proxy-Authorization: {proxy.authorization}\r\n"
+            if self.ssl is not None:
+                head = f"CONNECT {authority} HTTP/1.1\r\n{proxy_headers}\r\n"
+                self._tunnel = head.encode("latin-1")
+            else:
+                # Plain http: the proxy reads the whole URL from the request line.
+                self.prefix = f"http://{authority}{self.prefix}"
+                if proxy.authorization:
+                    fixed["Proxy-Authorization"] = proxy.authorization
         self._head_tail = "".join(f"{k}: {v}\r\n" for k, v in fixed.items()).encode("latin-1")
         self.connect_timeout = connect_timeout
+        self.first_byte_timeout = first_byte_timeout
         self.read_timeout = read_timeout
-        self._idle: deque[_Connection] = deque()
-        self._slots = _Slots(limit)
-        self._open: set[_Connection] = set()
+        self._idle: deque[Connection] = deque()
+        self._slots = _Slots(limit, pool_timeout)
+        self._open: set[Connection] = set()
 
     def _payload(self, path: str, body: bytes) -> bytes:
-        head = f"POST {self.prefix}{path} HTTP/1.1\r\nContent-Length: {len(body)}\r\n"
+        target = f"{self.prefix}{path}{self._query}"
+        head = f"POST {target} HTTP/1.1\r\nContent-Length: {len(body)}\r\n"
         return b"".join((head.encode("latin-1"), self._head_tail, b"\r\n", body))
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self) -> Connection:
         loop = asyncio.get_running_loop()
+        proxy = self.proxy
+        host, port = (self.host, self.port) if proxy is None else (proxy.host, proxy.port)
+        direct_tls = self.ssl if proxy is None else None
+        what = "the upstream" if proxy is None else "the proxy"
+        connection: Connection | None = None
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, connection = await loop.create_connection(
-                    lambda: _Connection(loop, self.read_timeout),
-                    self.host,
-                    self.port,
-                    ssl=self.ssl,
-                    server_hostname=self.host if self.ssl else None,
+                    lambda: Connection(loop, self.first_byte_timeout, self.read_timeout),
+                    host,
+                    port,
+                    ssl=direct_tls,
+                    server_hostname=self.host if direct_tls else None,
                 )
+                if self._tunnel is not None:
+                    await self._open_tunnel(connection)
         except TimeoutError:
-            raise ConnectError(
-                f"no connection to {self.host}:{self.port} within {self.connect_timeout:g} s"
-            ) from None
+            if connection is not None:
+                connection.close()
+            raise ConnectError(f"no connection within {self.connect_timeout:g} s") from None
         except OSError as exc:
-            raise ConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
+            if connection is not None:
+                connection.close()
+            raise ConnectError(f"cannot connect to {what}: {reason(exc)}") from None
         self._open.add(connection)
         return connection
 
-    def _idle_connection(self) -> _Connection | None:
+    async def _open_tunnel(self, connection: Connection) -> None:
+        """Ask the proxy for a tunnel to the upstream, then speak TLS to the upstream in it."""
+        assert self._tunnel is not None and self.ssl is not None
+        answer = connection.send(self._tunnel)
+        try:
+            await connection.headers_ready  # type: ignore[misc]
+        except HTTPClientError as exc:
+            connection.close()
+            raise ConnectError(f"the proxy gave no tunnel: {exc}") from None
+        if not 200 <= answer.status < 300:
+            connection.close()
+            raise ConnectError(f"the proxy refused the tunnel with status {answer.status}")
+        # The tunnel carries TLS from here on, and then answers of its own to parse afresh.
+        connection.answer = connection.headers_ready = None
+        connection.parser = httptools.HttpResponseParser(connection)
+        loop = asyncio.get_running_loop()
+        transport = await loop.start_tls(
+            connection.transport,  # type: ignore[arg-type]
+            connection,
+            self.ssl,
+            server_hostname=self.host,
+        )
+        if transport is None:
+            raise ConnectError("the tunnel closed during the TLS handshake")
+        connection.transport = transport  # type: ignore[assignment]
+
+    def _idle_connection(self) -> Connection | None:
         while self._idle:
             connection = self._idle.pop()
             if not connection.closed:
@@ -374,7 +216,7 @@ class HTTPPool:
             self._open.discard(connection)
         return None
 
-    async def _exchange(self, payload: bytes) -> tuple[_Connection, Answer]:
+    async def _exchange(self, payload: bytes) -> tuple[Connection, Answer]:
         """Send on a pooled connection (retrying once on a fresh one if the pooled one was
         dead before answering), and wait for the answer's status and headers."""
         connection = self._idle_connection()
@@ -399,7 +241,7 @@ class HTTPPool:
             raise
         return connection, answer
 
-    def _release(self, connection: _Connection, answer: Answer) -> None:
+    def _release(self, connection: Connection, answer: Answer) -> None:
         connection.answer = None
         connection.headers_ready = None
         if answer.complete and connection.reusable and not connection.closed:
@@ -408,7 +250,7 @@ class HTTPPool:
         else:
             self._discard(connection)
 
-    def _discard(self, connection: _Connection) -> None:
+    def _discard(self, connection: Connection) -> None:
         connection.close()
         self._open.discard(connection)
 

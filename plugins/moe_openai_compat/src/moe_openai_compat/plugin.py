@@ -5,6 +5,7 @@ from __future__ import annotations
 from moe_core import Register, hookimpl
 from moe_openai_compat.expert import OpenAIExpert, OpenAIExpertOptions
 from moe_openai_compat.frontend import OpenAIFrontend
+from moe_openai_compat.options import OpenAIFrontendOptions
 
 
 @hookimpl
@@ -14,4 +15,4 @@ def moe_register_experts(register: Register) -> None:
 
 @hookimpl
 def moe_register_frontends(register: Register) -> None:
-    register("openai", OpenAIFrontend)
+    register("openai", OpenAIFrontend, options=OpenAIFrontendOptions)

@@ -1,4 +1,10 @@
-"""Rendering canonical answers as OpenAI's ``chat.completion`` and ``chat.completion.chunk``."""
+"""Rendering canonical answers as OpenAI's ``chat.completion`` and ``chat.completion.chunk``.
+
+What an OpenAI upstream sent beyond the canonical fields (logprobs, refusal, annotations, audio,
+system_fingerprint, service_tier, n choices) is rendered back where OpenAI puts it, from the
+extra members ``reading`` names; a message that is only tool calls (or a refusal) has
+``content: null``, as OpenAI's has.
+"""
 
 from __future__ import annotations
 
@@ -11,30 +17,39 @@ from moe_core import Delta, MoEError, MoEMetadata, MoEResponse, Usage
 
 def completion(response: MoEResponse) -> dict[str, Any]:
     result = response.result
+    extra = result.model_extra or _NONE
     message: dict[str, Any] = {"role": "assistant", "content": result.content}
     if result.reasoning_content:
         message["reasoning_content"] = result.reasoning_content
     if result.tool_calls:
         message["tool_calls"] = result.tool_calls
+    if extra:
+        message.update(extra.get("message") or _NONE)
+    if not result.content and (result.tool_calls or message.get("refusal")):
+        message["content"] = None
+    choices = [
+        {
+            "index": 0,
+            "message": message,
+            "finish_reason": result.finish_reason,
+            "logprobs": extra.get("logprobs"),
+        },
+        *(extra.get("choices") or ()),
+    ]
     body = {
         "id": response.id,
         "object": "chat.completion",
         "created": response.created,
         "model": response.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "finish_reason": result.finish_reason,
-                "logprobs": None,
-            }
-        ],
+        "choices": choices,
         "usage": _usage(result.usage),
-        "system_fingerprint": None,
+        "system_fingerprint": extra.get("system_fingerprint"),
         # The metadata's fields as they are (plain values, rendered by orjson several times
         # faster than pydantic would); json_response renders the few models inside them.
         "moe_metadata": {**response.metadata.__dict__, "modalities": result.modalities()},
     }
+    if "service_tier" in extra:
+        body["service_tier"] = extra["service_tier"]
     # Generated media travel beside the chat completion, as the Pollinations seed's clients read
     # them; OpenAI SDKs keep unknown top-level keys (``completion.model_extra``).
     if result.images:
@@ -45,14 +60,27 @@ def completion(response: MoEResponse) -> dict[str, Any]:
 
 
 class ChunkWriter:
-    """Turns deltas into SSE ``data:`` frames of one streamed completion."""
+    """Turns deltas into SSE ``data:`` frames of one streamed completion, and keeps what its
+    last frames report: the finish reason, the usage, the modalities it carried.
+
+    A frame is rendered on every delta of every stream, so the members every frame repeats
+    (id, object, created, model) are rendered once, as the frame's opening bytes.
+    """
 
     def __init__(self, completion_id: str, created: int, model: str) -> None:
-        self._head = {"id": completion_id, "object": "chat.completion.chunk", "created": created}
-        self.model = model
+        self._head: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+        }
+        self._opening = _opening(self._head)
+        self.finish_reason = "stop"
+        self.usage: Usage | None = None
+        self.modalities: dict[str, Any] = {"text": False, "images": 0, "audio": 0}
 
     def _frame(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        chunk = {**self._head, "model": self.model, "choices": choices, **extra}
+        chunk = {**self._head, "choices": choices, **extra}
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
     def role(self) -> bytes:
@@ -65,40 +93,83 @@ class ChunkWriter:
         body: dict[str, Any] = {}
         if delta.content:
             body["content"] = delta.content
+            self.modalities["text"] = True
         if delta.reasoning_content:
             body["reasoning_content"] = delta.reasoning_content
         if delta.tool_calls:
             body["tool_calls"] = delta.tool_calls
+        if delta.finish_reason:
+            self.finish_reason = delta.finish_reason
+        if delta.usage is not None:
+            self.usage = delta.usage
+        choice: dict[str, Any] = {"index": 0, "delta": body, "finish_reason": None}
+        extra = delta.model_extra
+        if extra:
+            self._upstream_members(extra, body, choice, delta.finish_reason)
+        if delta.images or delta.audio:
+            return self._frame([choice], **self._media(delta))
+        if not body and len(choice) == 3 and not choice["finish_reason"]:
+            return None
+        return self._opening + orjson.dumps(choice) + b"]}\n\n"
+
+    def _media(self, delta: Delta) -> dict[str, Any]:
+        """Generated images and audio, beside the choices as the Pollinations seed's clients
+        read them."""
         media: dict[str, Any] = {}
         if delta.images:
             media["images"] = [image.model_dump(exclude_none=True) for image in delta.images]
+            self.modalities["images"] += len(delta.images)
         if delta.audio:
             media["audio"] = [audio.model_dump(exclude_none=True) for audio in delta.audio]
-        if not body and not media:
-            return None
-        return self._frame([{"index": 0, "delta": body, "finish_reason": None}], **media)
+            self.modalities["audio"] += len(delta.audio)
+        return media
 
-    def finish(
-        self,
-        finish_reason: str,
-        metadata: MoEMetadata | None,
-        modalities: dict[str, Any] | None = None,
-    ) -> bytes:
+    def _upstream_members(
+        self, extra: dict[str, Any], body: dict[str, Any], choice: dict[str, Any], finish: Any
+    ) -> None:
+        """Put what the upstream's chunk carried beyond the canonical fields where OpenAI has
+        it; the completion's own members go on every frame from here on, as OpenAI's do."""
+        head = self._head
+        for key in ("system_fingerprint", "service_tier"):
+            if key in extra and head.get(key) != extra[key]:
+                # Before "model", where OpenAI has them; the opening is rendered again.
+                model = head.pop("model")
+                head[key], head["model"] = extra[key], model
+                self._opening = _opening(head)
+        body.update(extra.get("delta") or _NONE)
+        if "logprobs" in extra:
+            choice["logprobs"] = extra["logprobs"]
+        index = extra.get("index")
+        if index:
+            # The stream's last frame finishes the first choice; the others finish here.
+            choice["index"], choice["finish_reason"] = index, finish
+
+    def end(self, metadata: MoEMetadata | None, *, include_usage: bool) -> bytes:
+        """The stream's last frames, in one piece: the finish (with ``moe_metadata``), the
+        usage when the request asked for it, and ``[DONE]``."""
         extra: dict[str, Any] = {}
         if metadata is not None:
             extra["moe_metadata"] = metadata.model_dump(mode="json")
-            if modalities is not None:
-                extra["moe_metadata"]["modalities"] = modalities
-        return self._frame([{"index": 0, "delta": {}, "finish_reason": finish_reason}], **extra)
-
-    def usage(self, usage: Usage) -> bytes:
-        return self._frame([], usage=usage.model_dump())
+            extra["moe_metadata"]["modalities"] = self.modalities
+        choice = {"index": 0, "delta": {}, "finish_reason": self.finish_reason}
+        frames = self._frame([choice], **extra)
+        if include_usage:
+            frames += self._frame([], usage=(self.usage or Usage()).model_dump())
+        return frames + self.DONE
 
     @staticmethod
     def error(error: MoEError) -> bytes:
         return b"data: " + orjson.dumps(error.envelope()) + b"\n\n"
 
     DONE = b"data: [DONE]\n\n"
+
+
+def _opening(head: dict[str, Any]) -> bytes:
+    """A frame's bytes up to its first choice: ``data: {<head>,"choices":[``."""
+    return b"data: " + orjson.dumps(head)[:-1] + b',"choices":['
+
+
+_NONE: dict[str, Any] = {}
 
 
 def _usage(usage: Usage | None) -> dict[str, int]:

@@ -1,0 +1,193 @@
+"""The OpenAI Responses API: ``POST /v1/responses``, ``GET`` and ``DELETE /v1/responses/{id}``.
+
+A response runs on the same pipeline as a chat completion: the body becomes the canonical chat
+request (:mod:`.responses_input`), ``moe.complete`` or ``moe.open_stream`` answers it, and the
+answer is rendered as a ``response`` object (:mod:`.responses_output`) or as its typed stream
+events (:mod:`.responses_events`). As for chat streams, the first delta is read before any byte
+is sent, so an error before the answer starts is a proper HTTP status the SDKs raise.
+
+With ``store`` (true unless the caller says otherwise, as in OpenAI's API) the response and the
+conversation that led to it are kept (:mod:`.responses_store`), so that a request naming it as
+``previous_response_id`` continues that conversation and ``GET`` reads it back.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from moe_core import MOE_KEY, MoEError, MoEStream, NotFound, Usage
+from moe_core.appkeys import REQUEST_ID_KEY
+from moe_core.http import json_response, read_json_body
+from moe_openai_compat.bodies import parse_body
+from moe_openai_compat.options import OpenAIFrontendOptions
+from moe_openai_compat.responses_events import ResponseEvents
+from moe_openai_compat.responses_input import (
+    Message,
+    ResponsesRequest,
+    chat_body,
+    input_messages,
+)
+from moe_openai_compat.responses_output import (
+    assistant_message,
+    new_id,
+    output_items,
+    response_object,
+    status_of,
+)
+from moe_openai_compat.responses_store import ResponseStore
+
+log = structlog.get_logger(__name__)
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+class ResponsesAPI:
+    """The routes of the Responses API, over one store of responses."""
+
+    def __init__(self, store: ResponseStore) -> None:
+        self.store = store
+
+    async def create(self, request: web.Request) -> web.StreamResponse:
+        moe = request.app[MOE_KEY]
+        body = parse_body(ResponsesRequest, await read_json_body(request))
+        history: list[Message] = []
+        if body.previous_response_id is not None:
+            stored = await self.store.get(body.previous_response_id)
+            if stored is None:
+                raise NotFound(
+                    f"Previous response with id '{body.previous_response_id}' not found.",
+                    param="previous_response_id",
+                    code="previous_response_not_found",
+                )
+            history = stored["messages"]
+        conversation = history + input_messages(body.input, required=not history)
+        chat = moe.parse(chat_body(body, conversation))
+        response_id, created_at = new_id("resp"), int(time.time())
+        if body.stream:
+            stream = await moe.open_stream(chat, request_id=request[REQUEST_ID_KEY])
+            return await self._stream(request, stream, body, conversation, response_id, created_at)
+        answer = await moe.complete(chat, request_id=request[REQUEST_ID_KEY])
+        result = answer.result
+        status, incomplete = status_of(result.finish_reason)
+        response = response_object(
+            body,
+            response_id=response_id,
+            created_at=created_at,
+            model=answer.model,
+            status=status,
+            output=output_items(result),
+            usage=result.usage,
+            incomplete_details=incomplete,
+            metadata=answer.metadata,
+        )
+        if result.images:
+            response["images"] = [image.model_dump(exclude_none=True) for image in result.images]
+        if result.audio:
+            response["audio"] = [audio.model_dump(exclude_none=True) for audio in result.audio]
+        await self._remember(body, response, conversation)
+        return json_response(response)
+
+    async def _stream(
+        self,
+        request: web.Request,
+        stream: MoEStream,
+        body: ResponsesRequest,
+        conversation: list[Message],
+        response_id: str,
+        created_at: int,
+    ) -> web.StreamResponse:
+        deltas = aiter(stream)
+        try:
+            first = await anext(deltas, None)
+        except BaseException:
+            await stream.aclose()
+            raise
+
+        def snapshot(status: str, **fields: Any) -> dict[str, Any]:
+            return response_object(
+                body,
+                response_id=response_id,
+                created_at=created_at,
+                model=stream.model,
+                status=status,
+                output=[],
+                **fields,
+            )
+
+        events = ResponseEvents(snapshot("in_progress"))
+        response = web.StreamResponse(headers=SSE_HEADERS)
+        await response.prepare(request)
+        finish_reason: str | None = None
+        usage: Usage | None = None
+        try:
+            await response.write(events.start())
+            delta = first
+            while delta is not None:
+                frames = events.delta(delta)
+                if frames:
+                    await response.write(frames)
+                finish_reason = delta.finish_reason or finish_reason
+                usage = delta.usage or usage
+                delta = await anext(deltas, None)
+            status, incomplete = status_of(finish_reason)
+            final = snapshot(
+                status, usage=usage, incomplete_details=incomplete, metadata=stream.metadata
+            )
+            await response.write(events.finish(final))
+            await self._remember(body, final, conversation)
+        except MoEError as exc:
+            log.warning("responses.stream_failed_midway", error=exc.message, code=exc.code)
+            error = {"code": exc.code or "server_error", "message": exc.message}
+            failed = snapshot("failed", usage=usage, error=error)
+            await response.write(events.fail(exc, failed))
+            await self._remember(body, failed, conversation)
+        except ConnectionResetError:
+            log.info("responses.client_disconnected")
+        finally:
+            await stream.aclose()
+        return response
+
+    async def _remember(
+        self, body: ResponsesRequest, response: dict[str, Any], conversation: list[Message]
+    ) -> None:
+        """Store the response and its conversation, the answer's turn included."""
+        if not body.store:
+            return
+        reply = assistant_message(response["output"])
+        messages = [*conversation, reply] if reply is not None else conversation
+        await self.store.put(response["id"], {"response": response, "messages": messages})
+
+    async def retrieve(self, request: web.Request) -> web.Response:
+        response_id = request.match_info["response_id"]
+        stored = await self.store.get(response_id)
+        if stored is None:
+            raise NotFound(f"Response with id '{response_id}' not found.")
+        return json_response(stored["response"])
+
+    async def delete(self, request: web.Request) -> web.Response:
+        response_id = request.match_info["response_id"]
+        if not await self.store.delete(response_id):
+            raise NotFound(f"Response with id '{response_id}' not found.")
+        return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
+
+
+def add_responses_routes(app: web.Application, options: OpenAIFrontendOptions) -> None:
+    """Mount the Responses API, with a store bounded as ``options`` say."""
+    api = ResponsesAPI(
+        ResponseStore(
+            max_entries=options.responses_store_max,
+            max_bytes=options.responses_store_max_bytes,
+            ttl_s=options.responses_ttl_s,
+        )
+    )
+    app.router.add_post("/v1/responses", api.create)
+    app.router.add_get("/v1/responses/{response_id}", api.retrieve)
+    app.router.add_delete("/v1/responses/{response_id}", api.delete)
