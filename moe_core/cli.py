@@ -215,6 +215,8 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    from moe_core.http import json_bytes
+
     _quiet_logging(args)
     moe = _build(args)
     request = _request(args)
@@ -231,8 +233,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
         async with moe:
             if args.no_stream or args.json:
                 response = await moe.complete(request)
-                if args.json:
-                    print(response.model_dump_json(indent=2))
+                if args.json:  # what the HTTP API answers: OpenAI's chat.completion
+                    print(json_bytes(response.chat_completion(), indent=True).decode())
                 else:
                     print(response.result.content)
                 return

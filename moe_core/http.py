@@ -66,11 +66,16 @@ def json_response(
 ) -> web.Response:
     """``data`` as JSON; pydantic models inside it are rendered as their JSON form."""
     return web.Response(
-        body=orjson.dumps(data, default=_model_json),
+        body=json_bytes(data),
         status=status,
         content_type="application/json",
         headers=headers,
     )
+
+
+def json_bytes(data: Any, *, indent: bool = False) -> bytes:
+    """``data`` as JSON; pydantic models inside it are rendered as their JSON form."""
+    return orjson.dumps(data, default=_model_json, option=orjson.OPT_INDENT_2 if indent else None)
 
 
 def _model_json(value: Any) -> Any:

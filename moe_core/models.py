@@ -319,3 +319,50 @@ class MoEResponse(BaseModel):
     model: str
     result: ExpertResult
     metadata: MoEMetadata
+
+    def chat_completion(self) -> dict[str, Any]:
+        """This answer as OpenAI's ``chat.completion``, the wire format the canonical request
+        comes from. What a backend returned beyond the canonical fields (logprobs, a refusal,
+        more choices, ``system_fingerprint``) goes back where OpenAI puts it, and a message that
+        is only tool calls (or a refusal) has ``content: null``, as OpenAI's has."""
+        result = self.result
+        extra = result.model_extra or {}
+        message: dict[str, Any] = {"role": "assistant", "content": result.content}
+        if result.reasoning_content:
+            message["reasoning_content"] = result.reasoning_content
+        if result.tool_calls:
+            message["tool_calls"] = result.tool_calls
+        if extra:
+            message.update(extra.get("message") or {})
+        if not result.content and (result.tool_calls or message.get("refusal")):
+            message["content"] = None
+        choices = [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": result.finish_reason,
+                "logprobs": extra.get("logprobs"),
+            },
+            *(extra.get("choices") or ()),
+        ]
+        body = {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            "usage": (result.usage or Usage()).model_dump(),
+            "system_fingerprint": extra.get("system_fingerprint"),
+            # The metadata's fields as they are (plain values, rendered by orjson several times
+            # faster than pydantic would); json_response renders the few models inside them.
+            "moe_metadata": {**self.metadata.__dict__, "modalities": result.modalities()},
+        }
+        if "service_tier" in extra:
+            body["service_tier"] = extra["service_tier"]
+        # Generated media travel beside the chat completion, as the Pollinations seed's clients
+        # read them; OpenAI SDKs keep unknown top-level keys (``completion.model_extra``).
+        if result.images:
+            body["images"] = [image.model_dump(exclude_none=True) for image in result.images]
+        if result.audio:
+            body["audio"] = [audio.model_dump(exclude_none=True) for audio in result.audio]
+        return body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 
@@ -81,3 +82,18 @@ def test_the_python_api_prints_nothing_of_its_own(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout == "hi\n"
     assert "expert.ready" not in result.stderr  # info lines are for the application to enable
+
+
+async def test_chat_json_prints_a_chat_completion(tmp_path, fake_upstream):
+    """`moe chat --json` prints what the HTTP API answers, OpenAI's chat.completion."""
+    _, base_url = fake_upstream
+    config = tmp_path / "remote.yaml"
+    config.write_text(f"experts:\n  remote: {{kind: openai, base_url: '{base_url}'}}\n")
+    result = await asyncio.to_thread(run_moe, "chat", "hello", "--config", str(config), "--json")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["object"] == "chat.completion" and answer["model"] == "remote"
+    message = answer["choices"][0]["message"]
+    assert message["role"] == "assistant" and message["content"] == "echo: hello"
+    assert answer["moe_metadata"]["experts_used"] == ["remote"]
+    assert result.stderr == ""  # quiet: no log lines, no progress bars

@@ -21,7 +21,7 @@ from moe_core.server import before_cut
 from moe_openai_compat.embeddings import add_embeddings_routes
 from moe_openai_compat.options import OpenAIFrontendOptions
 from moe_openai_compat.responses import add_responses_routes
-from moe_openai_compat.wire import ChunkWriter, completion
+from moe_openai_compat.wire import ChunkWriter
 
 log = structlog.get_logger(__name__)
 # What /v1/models reports as ``created``: the experts exist since the gateway started.
@@ -48,7 +48,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     parsed = moe.parse(await read_json_body(request))
     if not parsed.stream:
         response = await moe.complete(parsed, request_id=request[REQUEST_ID_KEY])
-        return json_response(completion(response))
+        return json_response(response.chat_completion())
     return await _stream(request, parsed)
 
 

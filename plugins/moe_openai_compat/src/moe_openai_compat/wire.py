@@ -12,51 +12,7 @@ from typing import Any
 
 import orjson
 
-from moe_core import Delta, MoEError, MoEMetadata, MoEResponse, Usage
-
-
-def completion(response: MoEResponse) -> dict[str, Any]:
-    result = response.result
-    extra = result.model_extra or _NONE
-    message: dict[str, Any] = {"role": "assistant", "content": result.content}
-    if result.reasoning_content:
-        message["reasoning_content"] = result.reasoning_content
-    if result.tool_calls:
-        message["tool_calls"] = result.tool_calls
-    if extra:
-        message.update(extra.get("message") or _NONE)
-    if not result.content and (result.tool_calls or message.get("refusal")):
-        message["content"] = None
-    choices = [
-        {
-            "index": 0,
-            "message": message,
-            "finish_reason": result.finish_reason,
-            "logprobs": extra.get("logprobs"),
-        },
-        *(extra.get("choices") or ()),
-    ]
-    body = {
-        "id": response.id,
-        "object": "chat.completion",
-        "created": response.created,
-        "model": response.model,
-        "choices": choices,
-        "usage": _usage(result.usage),
-        "system_fingerprint": extra.get("system_fingerprint"),
-        # The metadata's fields as they are (plain values, rendered by orjson several times
-        # faster than pydantic would); json_response renders the few models inside them.
-        "moe_metadata": {**response.metadata.__dict__, "modalities": result.modalities()},
-    }
-    if "service_tier" in extra:
-        body["service_tier"] = extra["service_tier"]
-    # Generated media travel beside the chat completion, as the Pollinations seed's clients read
-    # them; OpenAI SDKs keep unknown top-level keys (``completion.model_extra``).
-    if result.images:
-        body["images"] = [image.model_dump(exclude_none=True) for image in result.images]
-    if result.audio:
-        body["audio"] = [audio.model_dump(exclude_none=True) for audio in result.audio]
-    return body
+from moe_core import Delta, MoEError, MoEMetadata, Usage
 
 
 class ChunkWriter:
