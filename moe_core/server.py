@@ -312,6 +312,9 @@ def serve(
         host=host,
         port=port,
         shutdown_timeout=settings.shutdown_timeout_s,
+        # A client that disconnects cancels its handler, and with it the work done for it (a
+        # local model's generation stops at its next token), as aiohttp's test server does.
+        handler_cancellation=True,
         access_log=None,
         print=None,
         loop=loop,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
 from moe_core import ExpertUnavailable
-from moe_domain_llms.batching import MicroBatcher
+from moe_domain_llms.batching import MicroBatcher, ModelBusy
 
 
 class Recorder:
@@ -60,23 +61,82 @@ async def test_items_with_different_keys_never_share_a_batch():
     await batcher.close()
 
 
-async def test_a_full_queue_is_a_503_and_close_releases_waiters():
-    release = threading.Event()
+class Blocking:
+    """A batch function that holds its batch until released or cancelled, like a generation."""
 
-    def slow(items):
-        release.wait(5)
-        return list(items)
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.cancelled: list[str] = []
+        self.batches: list[list[str]] = []
 
-    batcher = MicroBatcher(slow, name="slow", max_batch=1, max_wait_s=0, max_queue=2)
+    def __call__(self, items):
+        self.batches.append(list(items))
+        self.release.wait(10)
+        return [item.upper() for item in items]
+
+    def cancel(self, item: str) -> None:
+        self.cancelled.append(item)
+        self.release.set()
+
+
+def blocking_batcher(fn: Blocking, **options) -> MicroBatcher:
+    return MicroBatcher(fn, name="slow", max_batch=1, max_wait_s=0, cancel=fn.cancel, **options)
+
+
+async def test_a_full_queue_is_a_503_with_retry_after_and_close_releases_everyone():
+    fn = Blocking()
+    batcher = blocking_batcher(fn, max_queue=2)
     first = asyncio.create_task(batcher.submit("busy"))
     await asyncio.sleep(0.05)  # "busy" is now being processed, the queue is empty
     waiting = [asyncio.create_task(batcher.submit(str(i))) for i in range(2)]
     await asyncio.sleep(0)
-    with pytest.raises(ExpertUnavailable, match="2 requests are already waiting"):
+    with pytest.raises(ModelBusy, match="2 requests are already waiting") as refused:
         await batcher.submit("one too many")
+    assert refused.value.status == 503 and int(refused.value.headers["Retry-After"]) >= 1
+    started = time.monotonic()
     await batcher.close()
-    release.set()
-    for task in waiting:
+    # The running batch was told to stop, and close waited for it, not for its ten seconds.
+    assert fn.cancelled == ["busy"] and time.monotonic() - started < 2
+    for task in [first, *waiting]:
         with pytest.raises(ExpertUnavailable, match="shutting down"):
             await task
-    first.cancel()
+
+
+async def test_a_caller_that_stops_waiting_frees_its_place_at_once():
+    fn = Blocking()
+    batcher = blocking_batcher(fn, max_queue=1)
+    first = asyncio.create_task(batcher.submit("busy"))
+    await asyncio.sleep(0.05)
+    impatient = asyncio.create_task(batcher.submit("impatient"))
+    await asyncio.sleep(0)
+    assert batcher.waiting == 1
+    impatient.cancel()
+    await asyncio.sleep(0)
+    assert batcher.waiting == 0
+    later = asyncio.create_task(batcher.submit("later"))  # not refused: the place is free
+    await asyncio.sleep(0)
+    fn.release.set()
+    assert await first == "BUSY" and await later == "LATER"
+    assert ["impatient"] not in fn.batches  # never handed to the model
+    assert fn.cancelled == []
+    await batcher.close()
+
+
+async def test_a_caller_that_leaves_mid_batch_cancels_its_item():
+    fn = Blocking()
+    batcher = blocking_batcher(fn)
+    task = asyncio.create_task(batcher.submit("long"))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    assert fn.cancelled == ["long"]
+    assert await batcher.submit("next") == "NEXT"  # the worker is free again
+    await batcher.close()
+
+
+async def test_retry_after_grows_with_the_queue_and_the_time_a_batch_takes():
+    batcher = MicroBatcher(lambda items: items, name="t", max_batch=4)
+    batcher.batch_seconds = 2.0
+    assert batcher.retry_after_s() == 2
+    batcher.waiting = 8
+    assert batcher.retry_after_s() == 6  # two batches ahead, then its own

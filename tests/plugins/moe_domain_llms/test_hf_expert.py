@@ -34,9 +34,10 @@ async def test_generate_and_stream_agree_and_count_tokens(tiny_model):
 
 
 async def test_max_tokens_default_and_system_prompt(tiny_model):
-    async with make_moe(local(tiny_model, max_new_tokens=5)) as moe:
+    exact = {"max_new_tokens": 5, "finish_sentence_tokens": 0}
+    async with make_moe(local(tiny_model, **exact)) as moe:
         plain = await moe.complete(user("hello"))
-    async with make_moe(local(tiny_model, max_new_tokens=5, system_prompt="be brief")) as moe:
+    async with make_moe(local(tiny_model, **exact, system_prompt="be brief")) as moe:
         with_system = await moe.complete(user("hello"))
         explicit = await moe.complete(
             {

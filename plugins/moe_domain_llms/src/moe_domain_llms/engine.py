@@ -2,14 +2,15 @@
 
 Runs in a worker thread (see :class:`moe_domain_llms.batching.MicroBatcher`). Prompts are
 left-padded so every row's next token lines up; each row keeps its own limit, stop sequences,
-cancellation and streaming sink, enforced by a per-row stopping criterion that transformers
-calls after every step. A row that is done is padded by transformers while the others go on,
-and its answer is cut exactly where it finished, so a batched answer is the same as the answer
-generated alone.
+penalties, cancellation and streaming sink, enforced by a per-row logits processor and a per-row
+stopping criterion that transformers calls after every step. A row that is done is padded by
+transformers while the others go on, and its answer is cut exactly where it finished, so a
+batched answer is the same as the answer generated alone.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ from typing import Any
 from moe_domain_llms.streaming import StopTrimmer
 
 Sink = Callable[[str], None]
+# The end of a sentence or a line: where an answer past its soft limit may stop. A full stop right
+# after a digit is skipped, as it is more often a list number or a decimal point than an end.
+_SENTENCE_END = re.compile(r"(?:(?<!\d)\.|[!?\u2026]|\n)[\"'\u201d\u2019)\]*]*$")
 
 
 @dataclass
@@ -29,18 +33,25 @@ class Job:
     stops: list[str] = field(default_factory=list)
     temperature: float | None = None  # None or 0: greedy
     top_p: float | None = None
+    top_k: int | None = None
     seed: int | None = None
+    repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    end_sentence_after: int | None = None
+    """Past this many tokens the answer ends at its next sentence end (``max_new_tokens`` still
+    holds): a default limit then ends an answer instead of cutting a sentence in two."""
     sink: Sink | None = None  # receives text pieces as they are decided (from the worker thread)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
     def batch_key(self) -> Hashable:
-        """Jobs share a batch only when they decode the same way; a seeded job runs alone so
-        its random stream is its own."""
+        """Jobs share a batch only when they pick tokens the same way (penalties are per row);
+        a seeded job runs alone so its random stream is its own."""
         if self.seed is not None:
             return ("seeded", id(self))
         if not self.temperature:
             return ("greedy",)
-        return ("sample", self.temperature, self.top_p)
+        return ("sample", self.temperature, self.top_p, self.top_k)
 
 
 @dataclass
@@ -49,6 +60,34 @@ class Output:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str
+
+
+class Cancelled(Exception):
+    """Every job of the running batch was cancelled: the forward pass stops between layers."""
+
+
+class ForwardGuard:
+    """Stops a batch whose every caller has gone, even in the middle of a forward pass.
+
+    The stopping criterion is asked only after each new token; reading a long prompt is one
+    forward pass of many seconds on a CPU. A hook before every layer (the members of the model's
+    ``ModuleList``\\ s) checks the running batch's cancellation flags, so a cancelled batch
+    stops within one layer's work, and shutdown is never held by a prompt nobody waits for.
+    """
+
+    def __init__(self, model: Any) -> None:
+        import torch
+
+        self.jobs: Sequence[Job] = ()
+        for module in model.modules():
+            if isinstance(module, torch.nn.ModuleList):
+                for layer in module:
+                    layer.register_forward_pre_hook(self._check)
+
+    def _check(self, module: Any, args: Any) -> None:
+        jobs = self.jobs
+        if jobs and all(job.cancelled.is_set() for job in jobs):
+            raise Cancelled
 
 
 class _Row:
@@ -73,11 +112,17 @@ class _Row:
         if not text.endswith("\ufffd") or ended_by_eos:
             piece, self.decoded = text[len(self.decoded) :], text
             self._show(self.trimmer.feed(piece))
+        job = self.job
         if self.trimmer.stopped or ended_by_eos:
             self._finish(len(generated), "stop")
-        elif len(generated) >= self.job.max_new_tokens:
+        elif len(generated) >= job.max_new_tokens or (
+            # A default limit ends the answer at a sentence end, not in the middle of one.
+            job.end_sentence_after is not None
+            and len(generated) >= job.end_sentence_after
+            and _SENTENCE_END.search(self.decoded)
+        ):
             self._finish(len(generated), "length")
-        elif self.job.cancelled.is_set():
+        elif job.cancelled.is_set():
             self._finish(len(generated), "stop")
         return self.done_at is not None
 
@@ -92,10 +137,50 @@ class _Row:
         self.done_at, self.finish_reason = generated, reason
 
 
-def generate_batch(model: Any, tokenizer: Any, jobs: Sequence[Job]) -> list[Output]:
+def _penalties(width: int, jobs: Sequence[Job], exempt: set[int]) -> Any:
+    """A logits processor applying each row's repetition, frequency and presence penalties.
+
+    Only the answer so far counts, never the prompt: a prompt's chat template is full of the
+    end-of-turn token, and penalising it would keep the model from ever ending. The
+    end-of-sequence tokens are exempt for the same reason. ``repetition_penalty`` divides a seen
+    token's positive logit (multiplies a negative one), as transformers and llama.cpp do;
+    ``frequency_penalty`` and ``presence_penalty`` subtract, as OpenAI documents:
+    ``logit - count * frequency - (count > 0) * presence``.
+    """
+    import torch
+    from transformers import LogitsProcessor
+
+    repetition = torch.tensor([[job.repetition_penalty] for job in jobs])
+    frequency = torch.tensor([[job.frequency_penalty] for job in jobs])
+    presence = torch.tensor([[job.presence_penalty] for job in jobs])
+    exempt_ids = sorted(exempt)
+
+    class Penalties(LogitsProcessor):
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            generated = input_ids[:, width:]
+            if generated.shape[1] == 0:
+                return scores
+            counts = torch.zeros_like(scores)
+            counts.scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
+            if exempt_ids:
+                counts[:, exempt_ids] = 0
+            seen = counts > 0
+            rep = repetition.to(scores.device, scores.dtype)
+            penalised = torch.where(scores > 0, scores / rep, scores * rep)
+            scores = torch.where(seen, penalised, scores)
+            freq = frequency.to(scores.device, scores.dtype)
+            pres = presence.to(scores.device, scores.dtype)
+            return scores - freq * counts - pres * seen.to(scores.dtype)
+
+    return Penalties()
+
+
+def generate_batch(
+    model: Any, tokenizer: Any, jobs: Sequence[Job], guard: ForwardGuard | None = None
+) -> list[Output]:
     """Generate every job's answer in one ``model.generate`` call (all jobs share a batch key)."""
     import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
+    from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
     rows = [_Row(job) for job in jobs]
     width = max(len(job.input_ids) for job in jobs)
@@ -119,20 +204,42 @@ def generate_batch(model: Any, tokenizer: Any, jobs: Sequence[Job]) -> list[Outp
     first = jobs[0]
     sampling: dict[str, Any]
     if first.temperature:
-        sampling = {"do_sample": True, "temperature": first.temperature, "top_p": first.top_p}
+        sampling = {
+            "do_sample": True,
+            "temperature": first.temperature,
+            "top_p": first.top_p,
+            "top_k": first.top_k,
+        }
     else:
         sampling = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    processors = LogitsProcessorList()
+    if any(j.repetition_penalty != 1 or j.frequency_penalty or j.presence_penalty for j in jobs):
+        processors.append(_penalties(width, jobs, eos_ids))
     if first.seed is not None:
         torch.manual_seed(first.seed)
     device = model.device
-    model.generate(
-        input_ids=input_ids.to(device),
-        attention_mask=attention.to(device),
-        max_new_tokens=max(job.max_new_tokens for job in jobs),
-        pad_token_id=pad,
-        stopping_criteria=StoppingCriteriaList([PerRow()]),
-        **sampling,
-    )
+    if guard is not None:
+        guard.jobs = jobs
+    try:
+        model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
+            max_new_tokens=max(job.max_new_tokens for job in jobs),
+            pad_token_id=pad,
+            # Our processor applies the model's own repetition_penalty (see HFCausalLMExpert),
+            # over the answer only; transformers' would apply it a second time, prompt included.
+            repetition_penalty=1.0,
+            logits_processor=processors,
+            stopping_criteria=StoppingCriteriaList([PerRow()]),
+            **sampling,
+        )
+    except Cancelled:
+        for row in rows:
+            if row.done_at is None:
+                row.done_at, row.finish_reason = 0, "cancelled"
+    finally:
+        if guard is not None:
+            guard.jobs = ()
     return [
         Output(
             text="".join(row.shown),

@@ -17,7 +17,7 @@ import structlog
 
 from moe_core.localmodels import LOADING_LOCK, pick_device
 from moe_domain_llms.batching import MicroBatcher
-from moe_domain_llms.engine import Job, Output, generate_batch
+from moe_domain_llms.engine import ForwardGuard, Job, Output, generate_batch
 from moe_domain_llms.source import ModelSource, default_cache_dir, ensure_converted
 
 log = structlog.get_logger(__name__)
@@ -40,6 +40,26 @@ class BatchSettings:
     torch_threads: int | None = None
 
 
+@dataclass(frozen=True)
+class Decoding:
+    """How the model's own generation config says to decode (``None``: not said)."""
+
+    temperature: float | None = None  # None: greedy
+    top_p: float | None = None
+    top_k: int | None = None
+    repetition_penalty: float | None = None
+
+    @classmethod
+    def of(cls, config: Any) -> Decoding:
+        sampled = bool(getattr(config, "do_sample", False))
+        return cls(
+            temperature=(getattr(config, "temperature", None) or 1.0) if sampled else None,
+            top_p=getattr(config, "top_p", None) if sampled else None,
+            top_k=getattr(config, "top_k", None) if sampled else None,
+            repetition_penalty=getattr(config, "repetition_penalty", None),
+        )
+
+
 @dataclass
 class LoadedModel:
     key: ModelKey
@@ -47,6 +67,12 @@ class LoadedModel:
     tokenizer: Any
     device: str
     batcher: MicroBatcher[Job, Output] = field(repr=False)
+    context_window: int | None = None
+    """Positions the model was trained for (prompt and answer together), if its config says."""
+    chars_per_token: int = 1
+    """The most characters one token stands for: a prompt longer than this many times the
+    limit is over it, known without tokenizing it."""
+    decoding: Decoding = field(default_factory=Decoding)
     users: int = 0
 
     async def generate(self, job: Job) -> Output:
@@ -122,15 +148,34 @@ def _load(key: ModelKey, batch: BatchSettings) -> LoadedModel:
         dtype=str(model.dtype),
         parameters=sum(p.numel() for p in model.parameters()),
     )
+    guard = ForwardGuard(model)
     batcher: MicroBatcher[Job, Output] = MicroBatcher(
-        lambda jobs: generate_batch(model, tokenizer, jobs),
+        lambda jobs: generate_batch(model, tokenizer, jobs, guard),
         name=f"model {key.source.location}",
         max_batch=batch.max_batch_size,
         max_wait_s=batch.max_wait_ms / 1000,
         max_queue=batch.max_queue,
         key=Job.batch_key,
+        cancel=lambda job: job.cancelled.set(),
     )
-    return LoadedModel(key, model, tokenizer, device, batcher)
+    return LoadedModel(
+        key,
+        model,
+        tokenizer,
+        device,
+        batcher,
+        context_window=_context_window(model.config),
+        chars_per_token=max(len(token) for token in tokenizer.get_vocab()),
+        decoding=Decoding.of(model.generation_config),
+    )
+
+
+def _context_window(config: Any) -> int | None:
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def _set_torch_threads(requested: int | None) -> None:
