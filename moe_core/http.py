@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -19,6 +21,10 @@ from moe_core.errors import (
 )
 
 JSON_TYPES = frozenset({"application/json"})
+Headers = Mapping[str, str]
+UPSTREAM_HEADERS: ContextVar[Headers | None] = ContextVar("upstream_headers", default=None)
+"""Headers every upstream call made for the request being handled carries (a tracing
+plugin's W3C ``traceparent``); experts that call HTTP backends send them."""
 
 
 async def read_json_body(request: web.Request) -> bytes:

@@ -341,7 +341,7 @@ async def test_an_unexpected_exception_is_a_500_envelope_without_a_traceback(gat
     assert response.headers["X-Request-Id"] in error["message"]
 
 
-@pytest.mark.parametrize("path", ["/metrics", "/healthz", "/wp-admin", "/What%20is%20a%20star"])
+@pytest.mark.parametrize("path", ["/healthz", "/wp-admin", "/What%20is%20a%20star"])
 async def test_an_unmatched_get_is_a_404_and_starts_no_generation(gateway, path):
     client = await gateway(ECHO)
     response = await client.get(path)
@@ -396,7 +396,7 @@ async def test_a_body_that_trickles_in_too_slowly_is_a_408_and_frees_the_connect
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(
             b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"mess"
+            b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"mess'
         )
         await writer.drain()
         started = time.monotonic()

@@ -38,6 +38,7 @@ from moe_core import (
     UpstreamError,
 )
 from moe_core.errors import upstream_detail, upstream_error
+from moe_core.http import UPSTREAM_HEADERS
 from moe_openai_compat.embeddings import UPSTREAM_PATH, upstream_request, upstream_vectors
 from moe_openai_compat.expert_options import OpenAIExpertOptions
 from moe_openai_compat.http1 import (
@@ -172,7 +173,8 @@ class OpenAIExpert(Expert):
         """One call for a complete answer: the upstream's chat completion, its shape checked."""
         pool = self._pool_or_fail()
         try:
-            answer, raw = await pool.post(_PATH, self._body(request, stream=False))
+            body = self._body(request, stream=False)
+            answer, raw = await pool.post(_PATH, body, UPSTREAM_HEADERS.get())
         except HTTPClientError as exc:
             raise self._connection_error(exc) from None
         if answer.status >= 400:
@@ -203,7 +205,8 @@ class OpenAIExpert(Expert):
         pool = self._pool_or_fail()
         chunks = 0
         try:
-            async with pool.stream(_PATH, self._body(request, stream=True)) as answer:
+            body = self._body(request, stream=True)
+            async with pool.stream(_PATH, body, UPSTREAM_HEADERS.get()) as answer:
                 if answer.status >= 400:
                     raise self._error(answer.status, await answer.read(), answer.headers)
                 async for line in answer.lines():

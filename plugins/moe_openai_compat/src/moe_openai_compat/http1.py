@@ -148,9 +148,11 @@ class HTTPPool:
         self._slots = _Slots(limit, pool_timeout)
         self._open: set[Connection] = set()
 
-    def _payload(self, path: str, body: bytes) -> bytes:
+    def _payload(self, path: str, body: bytes, headers: Mapping[str, str] | None) -> bytes:
         target = f"{self.prefix}{path}{self._query}"
         head = f"POST {target} HTTP/1.1\r\nContent-Length: {len(body)}\r\n"
+        if headers:  # this request's own (a W3C traceparent), beside the expert's fixed ones
+            head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         return b"".join((head.encode("latin-1"), self._head_tail, b"\r\n", body))
 
     async def _connect(self) -> Connection:
@@ -254,12 +256,14 @@ class HTTPPool:
         connection.close()
         self._open.discard(connection)
 
-    async def post(self, path: str, body: bytes) -> tuple[Answer, bytes]:
+    async def post(
+        self, path: str, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> tuple[Answer, bytes]:
         """POST ``body`` to ``path`` (under the base URL's path): the answer (its status, and its
         headers, decoded only if read) and its whole body."""
         await self._slots.take()
         try:
-            connection, answer = await self._exchange(self._payload(path, body))
+            connection, answer = await self._exchange(self._payload(path, body, headers))
             try:
                 data = await answer.read()
             finally:
@@ -269,13 +273,15 @@ class HTTPPool:
             self._slots.give()
 
     @asynccontextmanager
-    async def stream(self, path: str, body: bytes) -> AsyncIterator[Answer]:
+    async def stream(
+        self, path: str, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[Answer]:
         """POST and hand back the answer to read as it arrives. Leaving early (a client that
         went away, a cancelled loser of a race) closes the connection, which stops the
         upstream's work instead of leaving it to stream into a pooled socket."""
         await self._slots.take()
         try:
-            connection, answer = await self._exchange(self._payload(path, body))
+            connection, answer = await self._exchange(self._payload(path, body, headers))
             try:
                 yield answer
             finally:

@@ -19,7 +19,7 @@ from moe_tracking.ratelimit import CALLER_KEY, RateLimitTracker, key_id
 
 log = structlog.get_logger(__name__)
 
-UNLIMITED_PREFIXES = ("/-/", "/v1/rate-limits")
+UNLIMITED_PREFIXES = ("/-/", "/v1/rate-limits", "/metrics")  # operators, not clients
 """Paths rate limits never count: introspection, and the usage a limited caller wants to see."""
 
 

@@ -1,0 +1,101 @@
+"""``moe serve --workers 2``: each worker counts in ``$PROMETHEUS_MULTIPROC_DIR``, and a scrape
+answered by either one sums them all."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import aiohttp
+import pytest
+import yaml
+from aiohttp.test_utils import TestServer
+
+from moe_openai_compat.testing import FakeOpenAI
+from tests.conftest import free_port, user
+from tests.plugins.moe_metrics.conftest import parse, total
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux only")
+
+
+async def wait_healthy(url: str, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(f"{url}/health") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise AssertionError("the gateway never became healthy")
+
+
+def writers(metrics_dir) -> set[str]:
+    """The processes that counted something: prometheus_client writes a file per process."""
+    return {name for name in os.listdir(metrics_dir) if name.startswith("counter_")}
+
+
+async def fresh(method: str, url: str, **kwargs) -> tuple[int, str]:
+    """One request on a new connection, so that the kernel may hand it to either worker."""
+    async with aiohttp.ClientSession() as session, session.request(method, url, **kwargs) as got:
+        return got.status, await got.text()
+
+
+async def test_a_scrape_sums_every_workers_counts(tmp_path):
+    upstream = TestServer(FakeOpenAI(record=False).app(), host="127.0.0.1")
+    await upstream.start_server()
+    port = free_port()
+    config = {
+        "server": {"port": port, "workers": 2, "shutdown_timeout_s": 2, "access_log": False},
+        "experts": {
+            "remote": {"kind": "openai", "base_url": str(upstream.make_url("/v1")), "model": "m"}
+        },
+        "trackers": {},
+    }
+    path = tmp_path / "moe.yaml"
+    path.write_text(yaml.safe_dump(config))
+    metrics_dir = tmp_path / "prometheus"
+    metrics_dir.mkdir()
+    env = dict(os.environ, MOE_DATA_DIR=str(tmp_path), PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "moe_core.cli", "serve", "--config", str(path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_healthy(url)
+        chats = 0
+        # Until both workers have answered some (the second may still be starting at first).
+        deadline = time.monotonic() + 60
+        while chats < 20 or len(writers(metrics_dir)) < 2:
+            assert time.monotonic() < deadline, f"one worker answered everything: {chats}"
+            status, _ = await fresh("POST", f"{url}/v1/chat/completions", json=user("hi"))
+            assert status == 200
+            chats += 1
+        for _ in range(4):
+            status, text = await fresh("GET", f"{url}/metrics")
+            assert status == 200
+            samples = parse(text)
+            assert total(samples, "moe_requests_total", route="/v1/chat/completions") == chats
+            assert (
+                total(
+                    samples, "moe_expert_call_duration_seconds_count", expert="remote", outcome="ok"
+                )
+                == chats
+            )
+            assert total(samples, "moe_models_loaded") == 1
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=20) == 0
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
+        await upstream.close()
