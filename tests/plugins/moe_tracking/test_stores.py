@@ -71,6 +71,13 @@ async def test_records_are_appended_and_read_back_in_order(store):
     assert (await store.records("log"))[0] == {"i": 0, "text": "é"}
 
 
+async def test_a_log_with_keep_holds_only_its_newest_records(store):
+    """The feedback log is bounded (``log_max_records``): the store never grows forever."""
+    sequences = [await store.append("bounded", {"i": index}, keep=3) for index in range(10)]
+    assert [r["i"] for r in await store.records("bounded", limit=100)] == [7, 8, 9]
+    assert sequences == sorted(set(sequences))  # still a new number for every record
+
+
 async def test_concurrent_updates_are_never_lost(store):
     await asyncio.gather(
         *(store.update("c", incr={"n": 1}, ema={"e": (1.0, 0.5, 0.0)}) for _ in range(200))

@@ -139,7 +139,7 @@ class ProcessFrontend(Frontend):
             response = await moe.complete(chat, request_id=request[REQUEST_ID_KEY])
             metadata = response.metadata
             answer = {
-                "result": _result(response, body),
+                "result": _result(moe, response, body),
                 "expert_used": response.model,
                 "confidence": metadata.confidence,
                 "gate": metadata.gate,
@@ -196,11 +196,11 @@ class ProcessFrontend(Frontend):
         return body
 
 
-def _result(response: MoEResponse, body: ProcessBody) -> Any:
+def _result(moe: MoE, response: MoEResponse, body: ProcessBody) -> Any:
     """The answer as the seed's clients expect it: post-processed text, or the vector."""
     content = response.result.content
     if body.task == "embed":
-        return _vector(response.model, content)
+        return _vector(moe, response.metadata.experts_used[-1], content)
     if body.options.truncate_length and len(content) > body.options.truncate_length:
         content = content[: body.options.truncate_length] + "..."
     if body.options.to_uppercase:
@@ -208,13 +208,21 @@ def _result(response: MoEResponse, body: ProcessBody) -> Any:
     return content
 
 
-def _vector(expert: str, content: str) -> list[float]:
-    """An embed answer as numbers; an expert that does not embed (it answered text) is a 502."""
+def _vector(moe: MoE, expert: str, content: str) -> list[float]:
+    """An embed answer as numbers. Text instead is a 400 from an expert whose card does not
+    list ``embed`` (it was asked for what it does not do), a 502 from one that does."""
     try:
         vector = json.loads(content)
     except json.JSONDecodeError:
         vector = None
     if not isinstance(vector, list) or not all(isinstance(x, int | float) for x in vector):
+        if "embed" not in moe.experts.cards()[expert].capabilities:
+            raise InvalidRequest(
+                f"expert {expert!r} does not embed (its card lists no 'embed' capability); "
+                "name one that does in options.force_expert",
+                param="options.force_expert",
+                code="unknown_task",
+            )
         raise UpstreamError(
             f"expert {expert!r} answered task 'embed' with text, not a vector; does it embed?"
         )

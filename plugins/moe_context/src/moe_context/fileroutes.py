@@ -17,13 +17,14 @@ import asyncio
 from pathlib import Path
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from moe_context.callers import owner_of
 from moe_context.documents import UnreadableDocument, checked_type
 from moe_context.filestore import SECTION, FilesConfig, FileStore, StoredFile, safe_filename
 from moe_core import Frontend, InvalidRequest, NotFound, PayloadTooLarge
-from moe_core.appkeys import MOE_KEY
-from moe_core.errors import UnsupportedMediaType
+from moe_core.appkeys import BODY_TIMEOUT_KEY, MOE_KEY
+from moe_core.errors import RequestTimeout, UnsupportedMediaType
 from moe_core.http import json_response
 from moe_core.orchestrator import MoE
 
@@ -149,21 +150,30 @@ async def _upload(request: web.Request, *, default_purpose: str | None) -> Store
     staged: Path | None = None
     filename = ""
     size = 0
+    seconds = request.app[BODY_TIMEOUT_KEY]
     try:
         try:
-            reader = await request.multipart()
-            while (part := await reader.next()) is not None:
-                if not isinstance(part, BodyPartReader):
-                    raise InvalidRequest("nested multipart bodies are not accepted")
-                if part.name == "file" and staged is None:
-                    filename, staged = part.filename or "", store.incoming()
-                    size = await _save(part, staged, limit)
-                elif part.name == "purpose":
-                    fields[part.name] = (await part.read_chunk(1024)).decode("utf-8", "replace")
-                    await part.release()
-                else:
-                    await part.release()
-        except (ValueError, AssertionError, web.HTTPException) as exc:
+            # A client that sends its upload slowly must not hold a connection for long.
+            async with asyncio.timeout(seconds):
+                reader = await request.multipart()
+                while (part := await reader.next()) is not None:
+                    if not isinstance(part, BodyPartReader):
+                        raise InvalidRequest("nested multipart bodies are not accepted")
+                    if part.name == "file" and staged is None:
+                        filename, staged = part.filename or "", store.incoming()
+                        size = await _save(part, staged, limit)
+                    elif part.name == "purpose":
+                        chunk = await part.read_chunk(1024)
+                        fields[part.name] = chunk.decode("utf-8", "replace")
+                        await part.release()
+                    else:
+                        await part.release()
+        except TimeoutError:
+            raise RequestTimeout(
+                f"The request body did not arrive within {seconds:g} s",
+                headers={"Connection": "close"},
+            ) from None
+        except (ValueError, AssertionError, BadHttpMessage, web.HTTPException) as exc:
             raise InvalidRequest(f"The multipart body cannot be read: {exc}") from None
         if staged is None:
             raise InvalidRequest("The body has no 'file' part", param="file")

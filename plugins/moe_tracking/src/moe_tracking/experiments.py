@@ -44,8 +44,11 @@ class ABTestSpec(BaseModel):
     expert_b: str = Field(min_length=1)
     task_type: str | None = Field(None, description="Only requests of this task type; None: all.")
     traffic_split: float = Field(0.5, gt=0, lt=1, description="Share of traffic sent to expert_b.")
-    min_samples: int = Field(30, ge=2, description="Samples per arm before a winner is named.")
-    duration_days: float = Field(7.0, gt=0)
+    # Bounded: the spec is stored and served back as JSON, whose integers stop at 64 bits.
+    min_samples: int = Field(
+        30, ge=2, le=10**9, description="Samples per arm before a winner is named."
+    )
+    duration_days: float = Field(7.0, gt=0, le=3650)
 
     @model_validator(mode="after")
     def _two_experts(self) -> ABTestSpec:

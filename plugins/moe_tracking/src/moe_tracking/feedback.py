@@ -121,6 +121,9 @@ class IdempotencyKeyReused(MoEError):
 class FeedbackOptions(Options):
     alpha: float = Field(0.1, gt=0, le=1, description="Weight of the newest feedback score.")
     remember_days: float = Field(7.0, gt=0, description="How long request ids can get feedback.")
+    log_max_records: int = Field(
+        100_000, ge=1, description="Newest feedback records kept in the log (older ones go)."
+    )
 
 
 class FeedbackTracker(StoredTracker):
@@ -192,7 +195,7 @@ class FeedbackTracker(StoredTracker):
             "received_at": time.time(),
         }
         # The log is written first: it is the record of truth, the figures derive from it.
-        sequence = await self.store.append(FEEDBACK_LOG, stored)
+        sequence = await self.store.append(FEEDBACK_LOG, stored, keep=self.options.log_max_records)
         await self.store.update(
             _FEEDBACK + feedback.bare_request_id,
             set={"json": json.dumps(stored), "sequence": float(sequence)},

@@ -141,10 +141,23 @@ class RedisStore(Store):
         taken = await self.redis.set(self.prefix + key, "1", nx=True, px=max(1, int(ttl_s * 1000)))
         return bool(taken)
 
-    async def append(self, stream: str, record: Mapping[str, Any]) -> int:
+    async def append(
+        self, stream: str, record: Mapping[str, Any], *, keep: int | None = None
+    ) -> int:
         # RPUSH returns once the server has the record; with Redis persistence (AOF) that
         # is what makes it durable, and every other instance sees it at once.
-        return int(await self.redis.rpush(self.prefix + stream, json.dumps(dict(record))))
+        key = self.prefix + stream
+        length = int(await self.redis.rpush(key, json.dumps(dict(record))))
+        if keep is None:
+            return length
+        # A trimmed list's length no longer numbers its records: a counter does, from the
+        # length the log had when it was first trimmed.
+        sequence = int(await self.redis.incr(key + ":seq"))
+        if sequence < length:
+            sequence = int(await self.redis.incrby(key + ":seq", length - sequence))
+        if length > keep:
+            await self.redis.ltrim(key, -keep, -1)
+        return sequence
 
     async def records(self, stream: str, limit: int = 100) -> list[dict[str, Any]]:
         raw = await self.redis.lrange(self.prefix + stream, -limit, -1)

@@ -193,16 +193,25 @@ class SQLiteStore(Store):
     async def claim(self, key: str, ttl_s: float) -> bool:
         return await self._run(self._sync_claim, self.prefix + key, ttl_s)
 
-    def _sync_append(self, stream: str, record: Mapping[str, Any]) -> int:
+    def _sync_append(self, stream: str, record: Mapping[str, Any], keep: int | None) -> int:
         db = self._conn()
         with _transaction(db):
             cursor = db.execute(
                 "INSERT INTO records (stream, body) VALUES (?, ?)", (stream, json.dumps(record))
             )
-        return int(cursor.lastrowid or 0)
+            sequence = int(cursor.lastrowid or 0)
+            if keep is not None:
+                db.execute(
+                    "DELETE FROM records WHERE stream = ? AND seq <= (SELECT seq FROM records "
+                    "WHERE stream = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                    (stream, stream, keep),
+                )
+        return sequence
 
-    async def append(self, stream: str, record: Mapping[str, Any]) -> int:
-        return await self._run(self._sync_append, self.prefix + stream, dict(record))
+    async def append(
+        self, stream: str, record: Mapping[str, Any], *, keep: int | None = None
+    ) -> int:
+        return await self._run(self._sync_append, self.prefix + stream, dict(record), keep)
 
     def _sync_records(self, stream: str, limit: int) -> list[dict[str, Any]]:
         rows = self._conn().execute(

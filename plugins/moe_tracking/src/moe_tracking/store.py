@@ -93,8 +93,11 @@ class Store(abc.ABC):
         """Take a lock unless someone holds it; it frees itself after ``ttl_s``."""
 
     @abc.abstractmethod
-    async def append(self, stream: str, record: Mapping[str, Any]) -> int:
-        """Add a JSON record to a log, durably before returning; returns its sequence number."""
+    async def append(
+        self, stream: str, record: Mapping[str, Any], *, keep: int | None = None
+    ) -> int:
+        """Add a JSON record to a log, durably before returning; returns its sequence number.
+        With ``keep``, only that many newest records stay, so the log cannot grow forever."""
 
     @abc.abstractmethod
     async def records(self, stream: str, limit: int = 100) -> list[dict[str, Any]]:
@@ -139,6 +142,7 @@ class MemoryStore(Store):
         self._lists: dict[str, deque[float]] = {}
         self._claims: dict[str, float] = {}
         self._streams: dict[str, list[dict[str, Any]]] = {}
+        self._appended: dict[str, int] = {}  # sequence numbers outlive trimmed records
         # Keys with a time to live, soonest expiry first, each key once: what purge looks at,
         # so that a write never scans every hash.
         self._expiries: list[tuple[float, str]] = []
@@ -211,10 +215,15 @@ class MemoryStore(Store):
         self._claims[key] = now + ttl_s
         return True
 
-    async def append(self, stream: str, record: Mapping[str, Any]) -> int:
+    async def append(
+        self, stream: str, record: Mapping[str, Any], *, keep: int | None = None
+    ) -> int:
         log = self._streams.setdefault(stream, [])
         log.append(dict(record))
-        return len(log)
+        self._appended[stream] = sequence = self._appended.get(stream, 0) + 1
+        if keep is not None and len(log) > keep:
+            del log[:-keep]
+        return sequence
 
     async def records(self, stream: str, limit: int = 100) -> list[dict[str, Any]]:
         return [dict(record) for record in self._streams.get(stream, [])[-limit:]]
