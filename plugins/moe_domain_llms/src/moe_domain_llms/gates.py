@@ -12,11 +12,14 @@
   Where that model is unsure, a second one that also reads a small language model's states
   and character n-grams decides instead (:mod:`moe_domain_llms.second_opinion`).
 
-Both report the label, its probability, the runner-up and a one-line rationale; a request with
-no user text to classify (an empty message, only an image, none from the user) goes to the
-abstain label, and the rationale says so. Labels map to experts by name (``healthcare`` goes to
-the expert called ``healthcare``) unless ``experts`` says otherwise, so a fifth domain is config
-plus training data.
+Both report the label, its probability, the runner-up and a one-line rationale. A request with
+nothing to classify goes to the abstain label with confidence 1, and the rationale says why: no
+user text (an empty message, only an image, none from the user), no word (only emoji or
+punctuation), or no word the gate was trained on (keyboard mash). When the gate abstains because
+the top label is below ``threshold``, the decision's confidence is the abstain label's
+probability, the confidence in the expert it routes to. Labels map to experts by name
+(``healthcare`` goes to the expert called ``healthcare``) unless ``experts`` says otherwise, so
+a fifth domain is config plus training data.
 """
 
 from __future__ import annotations
@@ -59,6 +62,11 @@ class EmbeddingGateOptions(LearnedGateOptions):
     finetune_epochs: int = Field(
         2, ge=0, description="Training: epochs of LoRA fine-tuning of the encoder (0: frozen)"
     )
+    reuse_adapter: str | None = Field(
+        None,
+        description="Training: merge the encoder adapter of this embedding artefact instead of "
+        "fine-tuning (minutes instead of an hour; the validation figures are then optimistic)",
+    )
     second_opinion: bool = Field(
         True,
         description="Training: also fit the second model, on the language model's states, that "
@@ -83,6 +91,7 @@ class LearnedGate(Gate):
     kind: ClassVar[str]
     method: ClassVar[str]  # how the rationale names the classifier
     options: LearnedGateOptions
+    features: TfidfFeatures  # the word terms training saw, bound from the artefact
 
     def __init__(self, name: str, options: LearnedGateOptions) -> None:
         super().__init__(name, options)
@@ -149,23 +158,39 @@ class LearnedGate(Gate):
     ) -> RoutingDecision:
         text = request.last_user_text()
         if not text.strip():
-            return self.without_text()
+            return self.without_text("no user text to classify")
+        if not any(character.isalnum() for character in text):
+            # Emoji, punctuation, a row of symbols: no word or number that could name a domain.
+            return self.without_text("no word in the user text to classify")
+        if not self.knows_a_word(text):
+            # Keyboard mash and words never seen in training: whatever the classifier made of
+            # them would be a guess, and a confident-looking one (it must pick some label).
+            return self.without_text("no word of the user text was in the training data")
         return await self.classify(text)
+
+    def knows_a_word(self, text: str) -> bool:
+        """Whether any word term of ``text`` is in the vocabulary training left behind."""
+        self.model  # noqa: B018 - loads the artefact on first use
+        indices, _ = self.features(text)
+        return len(indices) > 0
 
     async def classify(self, text: str) -> RoutingDecision:
         """The decision for a request whose last user message says ``text``; a gate whose
         model batches concurrent requests overrides this."""
         return self.decide(self.probabilities(text), self.method)
 
-    def without_text(self) -> RoutingDecision:
-        """The decision for a request with no text to classify: its last user message is empty
-        or only images, or it has none. Probabilities for no text say nothing about a domain,
-        so the gate abstains, and says why."""
+    def without_text(self, why: str) -> RoutingDecision:
+        """The decision for a request with nothing to classify: its last user message is empty,
+        only images or only symbols, or it has none. Probabilities for no words say nothing
+        about a domain, so the gate abstains, certain that no domain expert is asked for
+        (confidence 1 in the abstain label), and says ``why``."""
         abstain = self.options.abstain_to
         return RoutingDecision(
             experts=[self.expert_for(abstain)],
             gate=self.name,
-            rationale=f"{self.method}: no user text to classify, so the gate abstains to {abstain}",
+            confidence=1.0,
+            scores={label: float(label == abstain) for label in self.model.labels},
+            rationale=f"{self.method}: {why}, so the gate abstains to {abstain}",
             evidence=[{"label": abstain, "predicted": None, "abstained": True}],
         )
 
@@ -188,9 +213,11 @@ class LearnedGate(Gate):
         abstain = self.options.abstain_to
         if confidence < self.options.threshold and best != abstain:
             label = abstain
+            # The decision's confidence is in the label it routes to, not in the one rejected.
+            confidence = float(probabilities[self.labels.index(abstain)])
             rationale += (
                 f"; below the {self.options.threshold:.2f} threshold, so the gate abstains to "
-                f"{abstain}"
+                f"{abstain} (p={confidence:.2f})"
             )
         expert = self.expert_for(label)
         fallback = self.expert_for(abstain)
@@ -366,6 +393,7 @@ class EmbeddingGate(LearnedGate):
             Encoder(self.options.encoder, where="gate.encoder", runtime=self.options.runtime),
             progress=progress,
             finetune=FinetuneSettings(epochs=epochs) if epochs else None,
+            reuse_adapter=Path(reuse) if (reuse := self.options.reuse_adapter) else None,
             second_opinion=(
                 SecondOpinionSettings(lm=self.options.lm, layer=self.options.lm_layer)
                 if self.options.second_opinion

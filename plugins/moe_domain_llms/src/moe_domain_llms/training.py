@@ -34,11 +34,15 @@ DEFAULT_THRESHOLD = 0.5
 
 @dataclass
 class Dataset:
+    """Labelled queries. ``styles`` says what kind of text each row is (the optional ``style``
+    column, "" where absent): training ignores it; benchmarks report held-out rows by it."""
+
     texts: list[str]
     labels: list[str]
     splits: list[str]
     sha256: str
     path: Path
+    styles: list[str]
 
     def part(self, split: str) -> tuple[list[str], list[str]]:
         rows = [
@@ -56,15 +60,16 @@ def load_dataset(path: Path) -> Dataset:
         raise ConfigError(f"cannot read training data {path}: {exc.strerror}") from None
     reader = csv.DictReader(raw.decode("utf-8").splitlines())
     if not reader.fieldnames or not {"query", "label"} <= set(reader.fieldnames):
-        raise ConfigError(f"{path}: expected a CSV with columns query,label[,split]")
-    texts, labels, splits = [], [], []
+        raise ConfigError(f"{path}: expected a CSV with columns query,label[,split][,style]")
+    texts, labels, splits, styles = [], [], [], []
     for line, row in enumerate(reader, start=2):
         if not (row.get("query") or "").strip() or not (row.get("label") or "").strip():
             raise ConfigError(f"{path}:{line}: empty query or label")
         texts.append(row["query"].strip())
         labels.append(row["label"].strip())
         splits.append((row.get("split") or "train").strip())
-    dataset = Dataset(texts, labels, splits, hashlib.sha256(raw).hexdigest(), path)
+        styles.append((row.get("style") or "").strip())
+    dataset = Dataset(texts, labels, splits, hashlib.sha256(raw).hexdigest(), path, styles)
     if len(set(dataset.part("train")[1])) < 2:
         raise ConfigError(f"{path}: the train split needs at least two labels")
     return dataset
@@ -224,6 +229,7 @@ def train_embedding(
     progress: bool = True,
     finetune: FinetuneSettings | None = None,
     second_opinion: SecondOpinionSettings | None = None,
+    reuse_adapter: Path | None = None,
 ) -> dict[str, Any]:
     """Optionally a LoRA-adapted encoder; then its sentence embeddings joined by TF-IDF term
     features, and a logistic regression with a calibrated temperature.
@@ -231,6 +237,8 @@ def train_embedding(
     :param finetune: how to adapt the encoder to the labels first (None: the frozen encoder).
     :param second_opinion: how to fit the model consulted for unsure queries
         (:mod:`moe_domain_llms.second_opinion`; None: the first model decides alone).
+    :param reuse_adapter: an embedding artefact whose adapter to merge instead of fine-tuning
+        (:func:`reused_adapter`); ``finetune`` is then ignored.
     """
     import scipy.sparse as sparse
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -251,7 +259,10 @@ def train_embedding(
     test_texts, test_labels = dataset.part("test")
     encoder.load()
     adapter: Finetuned | None = None
-    if finetune is not None and finetune.epochs > 0:
+    if reuse_adapter is not None:
+        adapter = reused_adapter(reuse_adapter)
+        encoder.adapt(adapter.arrays, adapter.meta["base_fingerprint"], where="gate.reuse_adapter")
+    elif finetune is not None and finetune.epochs > 0:
         from moe_domain_llms.embeddings import MAX_TOKENS
         from moe_domain_llms.finetune import train_adapter
 
@@ -356,6 +367,8 @@ def train_embedding(
         **extra,
     )
     how = "LoRA-adapted encoder" if adapter is not None else "frozen encoder"
+    if reuse_adapter is not None:
+        how += f" (adapter reused from {reuse_adapter.name})"
     if "second_opinion" in extra:
         opinion = extra["second_opinion"]
         how += (
@@ -379,6 +392,32 @@ def train_embedding(
         "second_opinion": extra.get("second_opinion"),
         "report": "\n".join(report),
     }
+
+
+def reused_adapter(path: Path) -> Finetuned:
+    """The encoder adapter of an earlier embedding artefact, to refit the classifiers on new
+    rows without fine-tuning again (which takes the better part of an hour on two busy cores).
+
+    The adapter learned from that artefact's fit rows, and some of them fall in this training's
+    validation slice: the slice's figures (and the temperatures fitted on it) are then somewhat
+    optimistic. The held-out ``test`` rows were never fitted by either, so their figures are not.
+    The metadata records where the adapter came from.
+    """
+    from moe_domain_llms.finetune import ADAPTER_FORMAT
+
+    previous = artefacts.load(path, "embedding", where="gate.reuse_adapter")
+    meta = previous.meta.get("adapter") or {}
+    if meta.get("format") != ADAPTER_FORMAT or "lora_a" not in previous.arrays:
+        raise ConfigError(
+            f"gate.reuse_adapter: {path} holds no encoder adapter of format {ADAPTER_FORMAT}"
+        )
+    arrays = {name: a for name, a in previous.arrays.items() if name.startswith("lora_")}
+    origin = {
+        "artefact": path.name,
+        "data_sha256": previous.meta.get("data_sha256"),
+        "train_rows": previous.meta.get("train_rows"),
+    }
+    return Finetuned(arrays, {**meta, "reused_from": origin})
 
 
 def _routed(probabilities: np.ndarray, classes: list[str]) -> list[str]:
