@@ -9,6 +9,7 @@ import pytest
 from moe_domain_llms.lm_states import LMStates
 
 DOMAINS = ("healthcare", "finance", "cybersecurity", "general")
+SEES = {"supports_vision": True}
 IMAGE = {"type": "image_url", "image_url": {"url": "https://example.com/x-ray.png"}}
 NO_TEXT = {
     "an empty message": [{"role": "user", "content": ""}],
@@ -23,7 +24,9 @@ NO_TEXT = {
 
 @pytest.mark.parametrize("kind", ["embedding", "tfidf-nb"])
 async def test_a_domain_gate_sends_a_request_without_text_to_general_and_says_why(gateway, kind):
-    experts = {name: {"kind": "echo"} for name in DOMAINS}
+    # Experts that read images, so that the image-only request is theirs to answer (a text-only
+    # one is a 400 naming `messages`, see tests/core/test_capabilities.py).
+    experts = {name: {"kind": "echo", "card": SEES} for name in DOMAINS}
     client = await gateway({"experts": experts, "gate": {"kind": kind}})
     for case, messages in NO_TEXT.items():
         response = await client.post("/v1/chat/completions", json={"messages": messages})
@@ -36,7 +39,7 @@ async def test_a_domain_gate_sends_a_request_without_text_to_general_and_says_wh
 
 async def test_the_quality_cost_gate_answers_a_request_without_text(gateway):
     # Its bundled predictor reads SmolLM2's states, which an empty text has none of.
-    experts = {"cheap": {"kind": "echo"}, "big": {"kind": "echo"}}
+    experts = {"cheap": {"kind": "echo", "card": SEES}, "big": {"kind": "echo", "card": SEES}}
     gate = {"kind": "quality-cost", "weak": "cheap", "strong": "big"}
     client = await gateway({"experts": experts, "gate": gate})
     for case, messages in NO_TEXT.items():
