@@ -44,7 +44,11 @@ def write_config(
     path: Path, primary_url: str, backup_url: str, tracking: dict, rpm: int = 50
 ) -> Path:
     config = {
-        "server": {"api_keys_env": "TEST_MOE_KEYS", "access_log": False},
+        "server": {
+            "api_keys_env": "TEST_MOE_KEYS",
+            "admin_keys_env": "TEST_MOE_ADMIN_KEYS",
+            "access_log": False,
+        },
         "experts": {
             "primary": {
                 "kind": "openai",
@@ -83,7 +87,7 @@ class Gateway:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moe_core.cli", "serve", "--config", str(self.config),
              "--port", str(self.port), "--log-format", "json"],
-            env={**os.environ, "TEST_MOE_KEYS": KEYS},
+            env={**os.environ, "TEST_MOE_KEYS": KEYS, "TEST_MOE_ADMIN_KEYS": "key-admin"},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -154,9 +158,9 @@ async def test_failures_seen_by_one_instance_open_the_breaker_for_both(tmp_path,
             ).json()
             assert status["data"]["primary"]["state"] == "open"
 
-            # A manual reset on one instance closes it for the other.
+            # A manual reset (an admin's) on one instance closes it for the other.
             await client.post(
-                f"{two.url}/v1/circuit-breakers/primary/reset", headers=auth("key-breaker")
+                f"{two.url}/v1/circuit-breakers/primary/reset", headers=auth("key-admin")
             )
             primary.behaviour.status = None
             response = await client.post(

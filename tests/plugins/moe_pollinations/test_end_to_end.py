@@ -96,7 +96,9 @@ async def test_a_model_without_vision_refuses_images_clearly(client):
         },
     )
     assert response.status == 400
-    assert "cannot see images" in (await response.json())["error"]["message"]
+    error = (await response.json())["error"]
+    assert error["code"] == "unsupported_parameter" and error["param"] == "messages"
+    assert "'qwen-coder'" in error["message"] and "vision" in error["message"]
 
 
 async def test_image_answer_is_a_real_jpeg_from_the_fast_model(client, fake):

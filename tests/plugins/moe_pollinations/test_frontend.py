@@ -88,10 +88,12 @@ async def test_other_frontends_routes_are_never_shadowed(gateway, expert_options
     assert (await client.get("/v1/chat/completions")).status == 405
     assert (await client.get("/predict")).status == 405
     # Unknown API paths stay 404s in the error envelope.
-    for path in ("/v1/nothing", "/-/nothing", "/"):
+    for path in ("/v1/nothing", "/-/nothing"):
         response = await client.get(path)
         assert response.status == 404, path
         assert (await response.json())["error"]["code"] == "not_found"
+    # The root is the web page (moe-webui), not a prompt.
+    assert (await client.get("/")).content_type == "text/html"
 
 
 async def test_mounted_first_it_still_yields_to_routes_added_later():
