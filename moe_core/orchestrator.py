@@ -530,13 +530,15 @@ class MoEStream:
         ends_at = None if deadline is None else asyncio.get_running_loop().time() + deadline
         try:
             async with aclosing(execution.combiner.stream(execution.run)) as deltas:
-                iterator = aiter(deltas)
                 while True:
                     # The deadline covers each wait for the next delta, never the caller's time
-                    # between them (a timeout must not span a yield).
+                    # between them (a timeout must not span a yield); none, no timer per delta.
                     try:
-                        async with asyncio.timeout_at(ends_at):
-                            delta = await anext(iterator)
+                        if ends_at is None:
+                            delta = await anext(deltas)
+                        else:
+                            async with asyncio.timeout_at(ends_at):
+                                delta = await anext(deltas)
                     except StopAsyncIteration:
                         break
                     except TimeoutError:
@@ -545,13 +547,10 @@ class MoEStream:
         except MoEError as exc:
             await execution.fail(exc)
             raise
-        self.metadata = execution.metadata()
+        meta = self.metadata = execution.metadata()
         await execution.moe.emit(
             RequestFinished(
-                request_id=execution.run.request_id,
-                ok=True,
-                latency_ms=self.metadata.total_latency_ms,
-                metadata=self.metadata,
+                request_id=meta.request_id, ok=True, latency_ms=meta.total_latency_ms, metadata=meta
             )
         )
 

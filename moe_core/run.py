@@ -190,8 +190,7 @@ class Run:
     async def stream(self, expert: str, request: ChatRequest | None = None) -> AsyncIterator[Delta]:
         """Call one expert for a streamed answer; ``timeout_s`` bounds the wait for each chunk."""
         slot = self._pool[expert]
-        if slot.state != "ready":
-            slot.check_ready()
+        slot.check_ready()
         prepared = await self._prepared(slot, request)
         if self._caches and (hit := await self._lookup(slot, prepared, streamed=True)) is not None:
             yield Delta.whole(hit)
@@ -204,15 +203,16 @@ class Run:
         seen: list[Delta] | None = [] if self._caches else None
         try:
             async with aclosing(slot.expert.stream(prepared)) as deltas:
-                iterator = aiter(deltas)
                 while True:
-                    async with slot.timer():
-                        try:
-                            delta = await anext(iterator)
-                        except StopAsyncIteration:
-                            break
-                    if delta.usage is not None:
-                        usage = delta.usage
+                    try:
+                        if slot.timeout_s is None:  # no timer per chunk (each costs microseconds)
+                            delta = await anext(deltas)
+                        else:
+                            async with slot.timer():
+                                delta = await anext(deltas)
+                    except StopAsyncIteration:
+                        break
+                    usage = delta.usage or usage
                     if seen is not None:
                         seen.append(delta)
                     yield delta

@@ -3,7 +3,6 @@ connection closes, so clients see a clear failure instead of a truncated answer.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess

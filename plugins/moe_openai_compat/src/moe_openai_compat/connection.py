@@ -151,61 +151,16 @@ class Answer:
                 return
             await self._wait()
 
-    def _take(self) -> bytes:
-        """Everything that arrived and was not read yet, in one piece: a stream's events
-        usually come several to a read, and are then split in one go."""
-        chunks = self._chunks
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
-        self._size = 0
-        self._connection.resume()
-        return data
-
     async def lines(self) -> AsyncIterator[bytes]:
-        """The body split into lines, line ends stripped."""
+        """The body split into lines (for server-sent events), line ends stripped."""
         pending = b""
-        while True:
-            if self._chunks:
-                *complete, pending = (pending + self._take()).split(b"\n")
-                for line in complete:
-                    yield line.rstrip(b"\r")
-            elif self._done:
-                if self._error is not None:
-                    raise self._error
-                if pending:
-                    yield pending
-                return
-            else:
-                await self._wait()
-
-    async def events(self) -> AsyncIterator[bytes]:
-        """The data of each server-sent event (its ``data:`` lines, joined by newlines as the
-        SSE rules say, whitespace around it stripped); comments, other fields and events
-        without data are skipped. An event the body ends without its blank line still counts.
-
-        It parses the body itself rather than reading :meth:`lines`: every streamed answer's
-        every event goes through here, and each generator it passes through costs again."""
-        pending = b""
-        data: list[bytes] = []
-        while True:
-            if self._chunks:
-                *complete, pending = (pending + self._take()).split(b"\n")
-                for line in complete:
-                    if line.startswith(b"data:"):
-                        data.append(line[5:].strip())
-                    elif data and not line.strip(b"\r"):  # the blank line that ends an event
-                        yield data[0] if len(data) == 1 else b"\n".join(data)
-                        data = []
-            elif self._done:
-                if self._error is not None:
-                    raise self._error
-                if pending.startswith(b"data:"):
-                    data.append(pending[5:].strip())
-                if data:
-                    yield b"\n".join(data)
-                return
-            else:
-                await self._wait()
+        async for data in self.chunks():
+            pending += data
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                yield line.rstrip(b"\r")
+        if pending:
+            yield pending
 
 
 class Connection(asyncio.Protocol):

@@ -93,8 +93,12 @@ async def _stream(request: web.Request, parsed: Any) -> web.StreamResponse:
     return response
 
 
-_EVENT_STREAM = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                 "X-Accel-Buffering": "no"}  # fmt: skip
+# A streamed answer's headers: server-sent events that no proxy on the way may buffer.
+_EVENT_STREAM = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
 
 
 class ShuttingDown(ExpertUnavailable):
