@@ -220,7 +220,8 @@ async def test_a_body_that_is_not_in_its_content_encoding_is_a_400(gateway):
 
 
 async def test_health_reports_loading_then_ready_and_calls_meanwhile_get_503(gateway):
-    client = await gateway({"experts": {"slow": {"kind": "echo", "load_delay_s": 0.5}}}, wait=False)
+    # Long enough that the first /health (which may import torch to ask about CUDA) is done first.
+    client = await gateway({"experts": {"slow": {"kind": "echo", "load_delay_s": 3}}}, wait=False)
     response = await client.get("/health")
     assert response.status == 503
     body = await response.json()
@@ -232,7 +233,7 @@ async def test_health_reports_loading_then_ready_and_calls_meanwhile_get_503(gat
     # The expert is loading (or, on a slow machine, the gate has not finished starting yet).
     assert error["code"] in ("expert_unavailable", "gateway_loading")
     assert "still loading" in error["message"] or "still starting" in error["message"]
-    for _ in range(50):
+    for _ in range(200):
         await asyncio.sleep(0.05)
         response = await client.get("/health")
         if response.status == 200:
