@@ -246,7 +246,7 @@ class SlowGate(FixedGate):
     """A gate whose model takes a while to load (as an embedding gate's does)."""
 
     async def start(self) -> None:
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(3)  # longer than a cold first /health takes
 
 
 class SlowGatePlugin:
@@ -257,7 +257,7 @@ class SlowGatePlugin:
 
 async def test_the_port_answers_while_the_gate_loads_and_readiness_waits_for_it(gateway):
     config = {
-        "experts": {"a": {"kind": "echo"}, "b": {"kind": "echo", "load_delay_s": 0.8}},
+        "experts": {"a": {"kind": "echo"}, "b": {"kind": "echo", "load_delay_s": 4}},
         "gate": {"kind": "slow-gate", "expert": "a"},
     }
     client = await gateway(config, plugins=[("slow", SlowGatePlugin())], wait=False)
@@ -271,7 +271,7 @@ async def test_the_port_answers_while_the_gate_loads_and_readiness_waits_for_it(
     assert chat.status == 503 and chat.headers["Retry-After"] == "5"
     assert assert_envelope(await chat.json(), "gateway_loading")
     states = []
-    for _ in range(60):
+    for _ in range(200):
         await asyncio.sleep(0.05)
         body = await (await client.get("/health")).json()
         states.append((body["gate"], body["progress"]["experts_ready"], body["status"]))
