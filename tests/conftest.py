@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -47,6 +50,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+async def wait_healthy(
+    url: str, process: subprocess.Popen | None = None, timeout_s: float = 60
+) -> None:
+    """Wait until a gateway started as a process answers ``/health`` with 200 (its gate and
+    experts loaded); fail at once if that process exits first."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            assert process is None or process.poll() is None, "the gateway exited"
+            try:
+                async with session.get(f"{url}/health") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise AssertionError("the gateway never became healthy")
 
 
 def user(text: str, **extra: Any) -> dict[str, Any]:

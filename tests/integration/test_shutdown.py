@@ -13,8 +13,7 @@ import yaml
 from aiohttp.test_utils import TestServer
 
 from moe_openai_compat.testing import FakeOpenAI
-from tests.conftest import free_port, user
-from tests.integration.test_workers import wait_healthy
+from tests.conftest import free_port, user, wait_healthy
 
 
 async def test_a_stream_cut_at_shutdown_ends_with_an_error_event(tmp_path):
@@ -39,7 +38,7 @@ async def test_a_stream_cut_at_shutdown_ends_with_an_error_event(tmp_path):
     url = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as session:
-            await wait_healthy(session, url)
+            await wait_healthy(url)
             body = user("go", stream=True)
             async with session.post(f"{url}/v1/chat/completions", json=body) as response:
                 await response.content.readline()  # the stream has started

@@ -17,7 +17,7 @@ import yaml
 from aiohttp.test_utils import TestServer
 
 from moe_openai_compat.testing import FakeOpenAI
-from tests.conftest import free_port, user
+from tests.conftest import free_port, user, wait_healthy
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux only")
 
@@ -33,19 +33,6 @@ def children_of(pid: int) -> set[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 found.add(int(entry.name))
     return found
-
-
-async def wait_healthy(session: aiohttp.ClientSession, url: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            async with session.get(f"{url}/health") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.2)
-    raise AssertionError("the gateway never became healthy")
 
 
 async def test_two_workers_share_a_port_a_rate_limit_and_survive_a_kill(tmp_path):
@@ -72,31 +59,30 @@ async def test_two_workers_share_a_port_a_rate_limit_and_survive_a_kill(tmp_path
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        async with aiohttp.ClientSession() as session:
-            await wait_healthy(session, url)
-            workers = children_of(supervisor.pid)
-            assert len(workers) == 2
-            # Fresh connections each time, so the kernel spreads them over both workers.
-            statuses = []
-            for _ in range(36):
-                async with (
-                    aiohttp.ClientSession() as fresh,
-                    fresh.post(f"{url}/v1/chat/completions", json=user("hi")) as answer,
-                ):
-                    statuses.append(answer.status)
-            # The limit counts in the shared store: 30 across both workers, not 30 each.
-            assert statuses.count(200) == 30 and statuses.count(429) == 6
+        await wait_healthy(url)
+        workers = children_of(supervisor.pid)
+        assert len(workers) == 2
+        # Fresh connections each time, so the kernel spreads them over both workers.
+        statuses = []
+        for _ in range(36):
+            async with (
+                aiohttp.ClientSession() as fresh,
+                fresh.post(f"{url}/v1/chat/completions", json=user("hi")) as answer,
+            ):
+                statuses.append(answer.status)
+        # The limit counts in the shared store: 30 across both workers, not 30 each.
+        assert statuses.count(200) == 30 and statuses.count(429) == 6
 
-            victim = sorted(workers)[0]
-            os.kill(victim, signal.SIGKILL)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                now = children_of(supervisor.pid)
-                if len(now) == 2 and victim not in now:
-                    break
-                await asyncio.sleep(0.2)
-            assert len(children_of(supervisor.pid)) == 2, "a dead worker is replaced"
-            await wait_healthy(session, url)
+        victim = sorted(workers)[0]
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            now = children_of(supervisor.pid)
+            if len(now) == 2 and victim not in now:
+                break
+            await asyncio.sleep(0.2)
+        assert len(children_of(supervisor.pid)) == 2, "a dead worker is replaced"
+        await wait_healthy(url)
         supervisor.send_signal(signal.SIGTERM)
         assert supervisor.wait(timeout=20) == 0
     finally:

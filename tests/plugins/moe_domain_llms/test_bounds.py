@@ -17,8 +17,7 @@ import yaml
 from moe_core import ExpertUnavailable
 from moe_core.testing import make_moe
 from moe_domain_llms.engine import ForwardGuard, Job, generate_batch
-from tests.conftest import free_port, user
-from tests.integration.test_workers import wait_healthy
+from tests.conftest import free_port, user, wait_healthy
 from tests.plugins.moe_domain_llms.scripted_models import with_context_window
 
 ENDLESS = 1_000_000  # tokens: the tiny model would take hours
@@ -163,7 +162,7 @@ async def test_sigterm_stops_the_server_within_the_grace_period_during_generatio
     url = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as session:
-            await wait_healthy(session, url)
+            await wait_healthy(url)
             body = user("hello", max_tokens=ENDLESS)
             waiting = asyncio.create_task(session.post(f"{url}/v1/chat/completions", json=body))
             await asyncio.sleep(1)  # generating, the client still waiting

@@ -3,7 +3,6 @@ answered by either one sums them all."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -16,24 +15,10 @@ import yaml
 from aiohttp.test_utils import TestServer
 
 from moe_openai_compat.testing import FakeOpenAI
-from tests.conftest import free_port, user
+from tests.conftest import free_port, user, wait_healthy
 from tests.plugins.moe_metrics.conftest import parse, total
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux only")
-
-
-async def wait_healthy(url: str, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            try:
-                async with session.get(f"{url}/health") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError("the gateway never became healthy")
 
 
 def writers(metrics_dir) -> set[str]:
@@ -71,7 +56,7 @@ async def test_a_scrape_sums_every_workers_counts(tmp_path):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        await wait_healthy(url)
+        await wait_healthy(url, timeout_s=90)
         chats = 0
         # Until both workers have answered some (the second may still be starting at first).
         deadline = time.monotonic() + 60

@@ -3,12 +3,10 @@ upstreams it calls."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import aiohttp
 import yaml
@@ -20,7 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from moe_openai_compat.testing import FakeOpenAI
-from tests.conftest import free_port, user
+from tests.conftest import free_port, user, wait_healthy
 from tests.plugins.moe_otel.conftest import one
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -57,21 +55,6 @@ class FakeCollector:
         return found
 
 
-async def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            assert process.poll() is None, "the gateway exited"
-            try:
-                async with session.get(f"{url}/health") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError("the gateway never became healthy")
-
-
 async def test_moe_serve_exports_spans_over_otlp_where_the_environment_says(tmp_path):
     collector = FakeCollector()
     collector_server = TestServer(collector.app(), host="127.0.0.1")
@@ -102,7 +85,7 @@ async def test_moe_serve_exports_spans_over_otlp_where_the_environment_says(tmp_
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        await wait_healthy(url, gateway)
+        await wait_healthy(url, gateway, timeout_s=90)
         async with (
             aiohttp.ClientSession() as session,
             session.post(f"{url}/v1/chat/completions", json=user("hi"), headers=CALLER) as got,
