@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from typing import Any
 
 import aiohttp
+import httpx
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -138,3 +139,49 @@ def redis_prefix() -> Iterator[str]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture(scope="session")
+def default_gateway() -> Iterator[str]:
+    """`moe serve` with the embedded default (real models, no config, no network) as a separate
+    process on loopback, ready; started once for every test that needs it (it takes seconds)."""
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key != "MOE_CONFIG"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "moe_core.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--log-format",
+            "json",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    # The first run converts the GGUF file once (~30 s); later runs load in seconds.
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"moe serve exited: {process.stderr.read()[-2000:]}")
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("the default model did not become ready within 300 s")
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()

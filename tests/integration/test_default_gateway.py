@@ -3,63 +3,18 @@ by the official openai SDK exactly as a user would: a separate server process on
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-
 import httpx
 import openai
 import pytest
 
-from tests.conftest import free_port, run_moe
+from tests.conftest import run_moe
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if key != "MOE_CONFIG"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "moe_core.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--log-format",
-            "json",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    # The first run converts the GGUF file once (~30 s); later runs load in seconds.
-    deadline = time.monotonic() + 300
-    try:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"moe serve exited: {process.stderr.read()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("the default model did not become ready within 300 s")
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+@pytest.fixture
+def server(default_gateway: str) -> str:
+    return default_gateway
 
 
 @pytest.fixture
