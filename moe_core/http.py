@@ -42,8 +42,11 @@ async def read_json_body(request: web.Request) -> bytes:
         raise body_too_large(request.content_length, limit)
     seconds = request.app[BODY_TIMEOUT_KEY]
     try:
-        async with asyncio.timeout(seconds):
+        if request.content.is_eof():  # all of it arrived with the headers: nothing to time
             body = await request.read()
+        else:
+            async with asyncio.timeout(seconds):
+                body = await request.read()
     except TimeoutError:
         # A client that sends its body slowly must not hold a connection (and memory) for long.
         raise RequestTimeout(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -72,8 +71,8 @@ class Resource(Protocol):
 
 
 def new_request_id() -> str:
-    """32 random hex digits."""
-    return uuid.uuid4().hex
+    """32 random hex digits (as a UUID's hex, without building the UUID: a fifth of the cost)."""
+    return os.urandom(16).hex()
 
 
 AUTO = "auto"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -70,6 +71,14 @@ async def wait_healthy(
                 pass
             await asyncio.sleep(0.2)
     raise AssertionError("the gateway never became healthy")
+
+
+def streamed_content(text: str) -> str:
+    """The answer's text in a chat-completions event stream (the body of a streamed response)."""
+    events = [line[6:] for line in text.splitlines() if line.startswith("data: {")]
+    chunks = [json.loads(event) for event in events]
+    texts = (c["choices"][0]["delta"].get("content") for c in chunks if c.get("choices"))
+    return "".join(text or "" for text in texts)
 
 
 def user(text: str, **extra: Any) -> dict[str, Any]:

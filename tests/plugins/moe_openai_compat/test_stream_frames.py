@@ -1,6 +1,7 @@
-"""A streamed chat completion on the wire: every chunk of the upstream's passes through as its own
-frame the moment it arrives, and what is ready together travels together (the stream's last
-frames with the end of the body), which spares a packet and a wake-up of the client per stream."""
+"""A streamed chat completion on the wire: every chunk of the upstream's passes through the moment
+it arrives, and what is ready together travels together: text that arrived in one read as one
+chunk, the stream's last frames with the end of the body. Each spares a delta through the
+pipeline, a system call, and a wake-up of the client."""
 
 from __future__ import annotations
 
@@ -44,19 +45,27 @@ async def test_each_upstream_chunk_is_a_frame_and_the_last_frames_end_the_body(
 ):
     fake, base_url = fake_upstream
     fake.behaviour.reply = "one two three"
+    fake.behaviour.chunk_delay_s = 0.05  # after the first word, each arrives on its own
     client = await gateway({"experts": {"remote": {"kind": "openai", "base_url": base_url}}})
     body = user("x", stream=True, stream_options={"include_usage": True})
     chunks = await read_chunked(client.host, client.port, body)
 
     frames = [events(chunk) for chunk in chunks]
-    [[role], *words, last] = frames
+    role = frames[0][0]
     assert role["choices"][0]["delta"] == {"role": "assistant", "content": ""}
-    assert [[f["choices"][0]["delta"]["content"] for f in chunk] for chunk in words] == [
-        ["one"],
-        [" two"],
-        [" three"],
+    words = [
+        [f["choices"][0]["delta"]["content"] for f in frame if f is not role]
+        for frame in frames[:-1]
     ]
-    assert all(frame["system_fingerprint"] == "fp_fake" for [frame] in words)
+    # The first word goes out with the role; each later one, sent apart, in a frame of its own.
+    assert words == [["one"], [" two"], [" three"]] or words == [[], ["one"], [" two"], [" three"]]
+    assert all(
+        f["system_fingerprint"] == "fp_fake"
+        for frame in frames[:-1]
+        for f in frame
+        if f is not role
+    )
+    last = frames[-1]
     finish, usage, done = last
     assert finish["choices"] == [{"index": 0, "delta": {}, "finish_reason": "stop"}]
     assert finish["moe_metadata"]["experts_used"] == ["remote"]
@@ -77,3 +86,28 @@ async def test_without_include_usage_the_last_piece_is_the_finish_and_done(gatew
     role, first = events(chunks[0])
     assert role["choices"][0]["delta"]["role"] == "assistant"
     assert first["choices"][0]["delta"] == {"content": "a"}
+
+
+async def test_text_that_arrives_together_leaves_as_one_chunk(gateway, fake_upstream):
+    fake, base_url = fake_upstream
+    words = [f"w{n}" for n in range(200)]
+    fake.behaviour.reply = " ".join(words)  # 200 chunks written back to back
+    client = await gateway({"experts": {"remote": {"kind": "openai", "base_url": base_url}}})
+    chunks = await read_chunked(client.host, client.port, user("x", stream=True))
+    frames = [frame for chunk in chunks for frame in events(chunk) if isinstance(frame, dict)]
+    texts = [f["choices"][0]["delta"].get("content") for f in frames if f["choices"]]
+    assert "".join(t or "" for t in texts) == " ".join(words)
+    # Fewer chunks than words: a burst went out in pieces, none of them a token alone.
+    assert len(texts) < len(words) / 2, len(texts)
+    assert frames[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_chunks_that_carry_more_than_text_are_never_joined(gateway, fake_upstream):
+    fake, base_url = fake_upstream
+    fake.behaviour.reply = " ".join(f"w{n}" for n in range(50))
+    client = await gateway({"experts": {"remote": {"kind": "openai", "base_url": base_url}}})
+    body = user("x", stream=True, logprobs=True)
+    chunks = await read_chunked(client.host, client.port, body)
+    frames = [frame for chunk in chunks for frame in events(chunk) if isinstance(frame, dict)]
+    carrying = [f for f in frames if f["choices"] and f["choices"][0].get("logprobs")]
+    assert len(carrying) == 50  # one token's log-probabilities each, as the upstream sent them

@@ -151,16 +151,28 @@ class Answer:
                 return
             await self._wait()
 
-    async def lines(self) -> AsyncIterator[bytes]:
-        """The body split into lines (for server-sent events), line ends stripped."""
+    async def lines(self) -> AsyncIterator[list[bytes]]:
+        """The body split into lines (for server-sent events), line ends stripped: each time
+        some arrived, every complete line received so far, together. What arrived together
+        can then be handled together (see ``reading.coalesced``)."""
         pending = b""
-        async for data in self.chunks():
-            pending += data
+        while True:
+            done = self._done  # read first: whatever came before the end is queued by now
+            while self._chunks:
+                pending += self._chunks.popleft()
+            self._size = 0
+            self._connection.resume()
             *complete, pending = pending.split(b"\n")
-            for line in complete:
-                yield line.rstrip(b"\r")
-        if pending:
-            yield pending
+            if complete:
+                yield [line.rstrip(b"\r") for line in complete]
+            if done:
+                if self._error is not None:
+                    raise self._error
+                if pending:
+                    yield [pending]
+                return
+            if not self._chunks and not self._done:
+                await self._wait()
 
 
 class Connection(asyncio.Protocol):

@@ -49,7 +49,7 @@ from moe_openai_compat.http1 import (
     ReadTimeout,
 )
 from moe_openai_compat.proxy import proxy_for
-from moe_openai_compat.reading import chunk_deltas, merged, result_fields, usage
+from moe_openai_compat.reading import chunk_deltas, coalesced, merged, result_fields, usage
 
 __all__ = ["OpenAIExpert", "OpenAIExpertOptions"]
 log = structlog.get_logger(__name__)
@@ -209,18 +209,27 @@ class OpenAIExpert(Expert):
             async with pool.stream(_PATH, body, UPSTREAM_HEADERS.get()) as answer:
                 if answer.status >= 400:
                     raise self._error(answer.status, await answer.read(), answer.headers)
-                async for line in answer.lines():
-                    deltas = self._parse_event(line, index)
-                    if deltas is _DONE:
-                        return
-                    if deltas is not None:
-                        chunks += 1
-                        for delta in deltas:  # type: ignore[attr-defined]
+                async for lines in answer.lines():
+                    events: list[dict[str, Any]] = []
+                    ended = False
+                    for line in lines:
+                        event = self._parse_event(line)
+                        if event is _DONE:
+                            ended = True
+                            break
+                        if event is not None:
+                            events.append(event)  # type: ignore[arg-type]
+                    chunks += len(events)
+                    for chunk in coalesced(events):
+                        for delta in chunk_deltas(chunk, index):
                             yield delta
+                    if ended:
+                        return
         except HTTPClientError as exc:
             raise self._connection_error(exc, chunks=chunks) from None
 
-    def _parse_event(self, line: bytes, index: int) -> list[Delta] | object | None:
+    def _parse_event(self, line: bytes) -> dict[str, Any] | object | None:
+        """A ``data:`` line's chunk, ``_DONE`` for the end, None for any other line."""
         if not line.startswith(b"data:"):
             return None  # blank separators, comments, "event:" lines
         data = line[5:].strip()
@@ -228,13 +237,15 @@ class OpenAIExpert(Expert):
             return _DONE
         try:
             chunk = orjson.loads(data)
+            if type(chunk) is not dict:
+                raise ValueError
         except ValueError:
             raise UpstreamError(
                 f"expert {self.name!r}: unreadable stream event {data[:200]!r}"
             ) from None
         if "error" in chunk:
             raise UpstreamError(f"expert {self.name!r}: {upstream_detail(data)}")
-        return chunk_deltas(chunk, index)
+        return chunk
 
     def _error(self, status: int, raw: bytes, headers: Mapping[str, str]) -> MoEError:
         log.warning("openai.upstream_error", expert=self.name, url=self._url, status=status)

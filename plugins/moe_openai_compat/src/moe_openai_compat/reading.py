@@ -28,6 +28,7 @@ from moe_core import Delta, Usage
 # Members of a message or delta that have canonical fields.
 _CANONICAL = frozenset({"role", "content", "reasoning_content", "tool_calls"})
 _COMPLETION_EXTRAS = ("system_fingerprint", "service_tier")
+_KEPT = ("model", *_COMPLETION_EXTRAS)  # what a delta keeps of its chunk's top-level members
 _validate_delta = Delta.__pydantic_validator__.validate_python
 
 
@@ -103,6 +104,75 @@ def chunk_deltas(chunk: dict[str, Any], index_offset: int = 0) -> list[Delta]:
             fields["index"] = index
         deltas.append(_validate_delta(fields))
     return deltas
+
+
+def coalesced(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stream chunks that arrived together, with each run of consecutive chunks that only add
+    text to the same choice joined into one chunk.
+
+    Every chunk a gateway passes on costs it (and its client) the same whatever its length: a
+    delta through the pipeline, an event on the wire, a system call. Upstreams that send a
+    token per chunk send them faster than a busy gateway reads, so what one read brings is
+    passed on as the fewest chunks that say the same thing. Nothing ever waits for more text:
+    a chunk that arrived alone still leaves alone, at once. Chunks that carry anything beside
+    text (a role, tool calls, log-probabilities, a finish reason, usage) are passed on as they
+    came, so no information is merged away."""
+    if len(chunks) < 2:
+        return chunks
+    out: list[dict[str, Any]] = []
+    texts: list[str] = []  # the text of the run that ``out[-1]`` opened
+    for chunk in chunks:
+        text = _text_only(chunk)
+        if text is not None and texts and _same_source(out[-1], chunk):
+            texts.append(text)
+            continue
+        _close_run(out, texts)
+        out.append(chunk)
+        texts = [text] if text is not None else []
+    _close_run(out, texts)
+    return out
+
+
+def _text_only(chunk: dict[str, Any]) -> str | None:
+    """The text a chunk adds, if that is all it does."""
+    choices = chunk.get("choices")
+    if type(choices) is not list or len(choices) != 1 or chunk.get("usage") is not None:
+        return None
+    choice = choices[0]
+    if type(choice) is not dict or len(choice) > 4:  # index, delta, logprobs, finish_reason
+        return None
+    delta = choice.get("delta")
+    if choice.get("finish_reason") is not None or choice.get("logprobs") is not None:
+        return None
+    if type(delta) is not dict:
+        return None
+    if len(delta) > 1:  # the opening chunk's role and empty refusal say nothing a delta keeps
+        if delta.keys() - _OPENING or delta.get("refusal") is not None:
+            return None
+        if delta.get("role", "assistant") != "assistant":
+            return None
+    text = delta.get("content")
+    return text if type(text) is str else None
+
+
+_OPENING = frozenset({"role", "content", "refusal"})
+
+
+def _same_source(first: dict[str, Any], chunk: dict[str, Any]) -> bool:
+    """The same choice, and the same members that a delta keeps (see ``chunk_deltas``: the
+    chunk's ``id``, ``created`` and ``object`` are the stream's own, and are not kept)."""
+    if first["choices"][0].get("index") != chunk["choices"][0].get("index"):
+        return False
+    return all(first.get(key) == chunk.get(key) for key in _KEPT)
+
+
+def _close_run(out: list[dict[str, Any]], texts: list[str]) -> None:
+    """Replace the run's first chunk with one that carries the whole run's text."""
+    if len(texts) > 1:
+        first = out[-1]
+        choice = first["choices"][0]
+        joined = {**choice, "delta": {"content": "".join(texts)}}
+        out[-1] = {**first, "choices": [joined]}
 
 
 def merged(payloads: list[dict[str, Any]]) -> dict[str, Any]:
