@@ -17,6 +17,7 @@ import gc
 import hmac
 import re
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -293,35 +294,73 @@ def serve(
 ) -> None:
     """Run the gateway until interrupted; in-flight requests finish on shutdown.
 
+    The port listens before the application is built: a health probe that connects early waits
+    for its answer instead of being refused, and the gate and experts, which start loading in
+    the background when the application starts, do so only once the port listens.
+
     :param reuse_port: bind with ``SO_REUSEPORT``, as each of ``--workers`` does.
     """
     settings = moe.config.server
-    app = create_app(moe)
-    app.on_startup.extend((tune_garbage_collector, _reload_on_sighup))
-    loop = None
-    try:
-        import uvloop
-
-        loop = uvloop.new_event_loop()
-    except ImportError:  # pragma: no cover - uvloop is a dependency on every platform but Windows
-        pass
     host, port = host or settings.host, port if port is not None else settings.port
     log.info("server.starting", url=f"http://{host}:{port}", config=moe.config.source)
-    web.run_app(
-        app,
-        host=host,
-        port=port,
-        shutdown_timeout=settings.shutdown_timeout_s,
-        # A client that disconnects cancels its handler, and with it the work done for it (a
-        # local model's generation stops at its next token), as aiohttp's test server does.
-        handler_cancellation=True,
-        access_log=None,
-        print=None,
-        loop=loop,
-        reuse_port=reuse_port or None,
-    )
+    sockets = _listen(host, port, reuse_port=reuse_port)
+    try:
+        app = create_app(moe)
+        app.on_startup.extend((tune_garbage_collector, _reload_on_sighup))
+        web.run_app(
+            app,
+            sock=sockets,
+            backlog=BACKLOG,
+            shutdown_timeout=settings.shutdown_timeout_s,
+            # A client that disconnects cancels its handler, and with it the work done for it (a
+            # local model's generation stops at its next token), as aiohttp's test server does.
+            handler_cancellation=True,
+            access_log=None,
+            print=None,
+            loop=_new_event_loop(),
+        )
+    finally:
+        for sock in sockets:
+            sock.close()
     if app[START_ERROR_KEY]:
         raise app[START_ERROR_KEY][0]
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every platform but Windows
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+BACKLOG = 128
+
+
+def _listen(host: str, port: int, *, reuse_port: bool = False) -> list[socket.socket]:
+    """Listening TCP sockets on every address ``host`` resolves to (all interfaces for ``""``),
+    set up as asyncio's ``create_server`` sets up its own: ``SO_REUSEADDR``, IPv6 sockets
+    IPv6-only, and ``SO_REUSEPORT`` when asked. Raises :class:`OSError` if one cannot bind."""
+    addresses = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(addresses):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(BACKLOG)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 async def _reload_on_sighup(app: web.Application) -> None:

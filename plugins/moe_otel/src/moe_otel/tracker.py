@@ -19,11 +19,10 @@ import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from moe_core import ChatRequest, MoE, Tracker
@@ -31,7 +30,9 @@ from moe_core.events import Event, ExpertCalled, RequestFinished, RequestStarted
 from moe_core.http import UPSTREAM_HEADERS
 from moe_otel import semconv
 from moe_otel.config import SECTION, OTelConfig
-from moe_otel.provider import global_provider, own_provider
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 MAX_ATTRIBUTE_CHARS = 300
 """Free text (a rationale, an error message) is cut here: spans are not logs."""
@@ -87,6 +88,8 @@ class OTelTracker(Tracker):
                     self._trace_observer(tracker)
 
     async def start(self) -> None:
+        from moe_otel.provider import global_provider, own_provider
+
         provider = global_provider()
         if provider is None:
             provider = self._owned = own_provider(self.settings)

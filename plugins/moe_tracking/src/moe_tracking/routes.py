@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -80,24 +81,26 @@ class StoreUnavailable(MoEError):
     code = "store_unavailable"
 
 
-def _store_errors() -> tuple[type[Exception], ...]:
-    """What a store that is down raises: Redis's errors only where the redis extra is installed."""
-    try:
-        from redis.exceptions import RedisError
-    except ImportError:
-        return (OSError, sqlite3.Error)
-    return (OSError, sqlite3.Error, RedisError)
+def _is_store_error(exc: Exception) -> bool:
+    """Whether ``exc`` is what a store that is down raises: an OS or SQLite error, or Redis's."""
+    if isinstance(exc, (OSError, sqlite3.Error)):
+        return True
+    # A RedisError exists only once a Redis store has imported redis: recognising one needs no
+    # import of redis here, which would cost every start-up a tenth of a second.
+    redis_exceptions = sys.modules.get("redis.exceptions")
+    return redis_exceptions is not None and isinstance(exc, redis_exceptions.RedisError)
 
 
 def _store_errors_are_503(handler: Handler) -> Handler:
     """A store that is down is a 503 saying so (so feedback is never acknowledged unstored)."""
-    store_errors = _store_errors()
 
     @functools.wraps(handler)
     async def guarded(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
-        except store_errors as exc:
+        except Exception as exc:
+            if not _is_store_error(exc):
+                raise
             raise StoreUnavailable(
                 f"The tracking store is unavailable ({type(exc).__name__}: {exc}); nothing was "
                 "recorded, retry later",
