@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from types import MappingProxyType
@@ -149,9 +149,14 @@ class ExpertPool(Mapping[str, ExpertSlot]):
         return self._cards
 
     async def start(self, *, wait: bool) -> None:
-        self._tasks = [asyncio.create_task(slot.start()) for slot in self._slots.values()]
+        self.load(self._slots.values())
         if wait:
             await asyncio.gather(*self._tasks)
+
+    def load(self, slots: Iterable[ExpertSlot]) -> None:
+        """Start loading ``slots`` in the background (every slot at startup, a reload's new
+        ones); until ready they answer 503, and :meth:`close` cancels what is still loading."""
+        self._tasks = [asyncio.create_task(slot.start()) for slot in slots]
 
     async def close(self) -> None:
         for task in self._tasks:

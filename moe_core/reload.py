@@ -59,14 +59,13 @@ async def reload(moe: MoE, source: str | os.PathLike[str] | dict[str, Any] | Non
             raise ConfigError(f"the new configuration's parts failed to start: {exc}") from exc
         old_slots = list(moe.experts.values())
         new_slots = [slot for slot in staged.experts.values() if slot not in old_slots]
-        # New experts load in the background, as at startup: until ready they answer 503.
-        staged.experts._tasks = [asyncio.create_task(slot.start()) for slot in new_slots]
+        staged.experts.load(new_slots)
         retired = [part for part in _parts(moe) if part not in _parts(staged)] + [
             slot.expert for slot in old_slots if slot not in staged.experts.values()
         ]
         _swap(moe, staged)
         loop = asyncio.get_running_loop()
-        loop.call_later(config.server.shutdown_timeout_s, lambda: loop.create_task(_close(retired)))
+        loop.call_later(config.server.shutdown_timeout_s, lambda: spawn(_close(retired)))
         log.info("config.reloaded", source=config.source, **report)
         return report
 
