@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from moe_core.errors import InvalidRequest
-from moe_core.models import ChatMessage, ChatRequest, ContentPart, ExpertCard
+from moe_core.models import ChatMessage, ChatRequest, ContentPart, ExpertCard, RoutingDecision
 
 # The need, then the request fields that express it (a top-level parameter or the message part).
 _FIELDS = {
@@ -119,3 +119,21 @@ def _without_parts(message: ChatMessage, kinds: set[str]) -> ChatMessage:
         for part in message.content
     ]
     return message.model_copy(update={"content": parts})
+
+
+def steer(
+    decision: RoutingDecision,
+    capable: Mapping[str, ExpertCard],
+    skipped: list[str],
+    wanted: Mapping[str, str],
+) -> None:
+    """Keep only capable experts in a decision (a gate may pick from its own configuration
+    rather than the cards it was given), and say which were skipped and why."""
+    chosen = [name for name in decision.experts if name in capable]
+    if not chosen:
+        # The best capable expert by its card's quality, ties to the configured order.
+        chosen = [max(capable, key=lambda name: capable[name].quality or 0.0)]
+    decision.experts = chosen
+    decision.fallbacks = [name for name in decision.fallbacks if name in capable]
+    asked = ", ".join(sorted(set(wanted.values())))
+    decision.rationale += f"; skipped {', '.join(skipped)}: they cannot honour {asked}"

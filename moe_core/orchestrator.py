@@ -333,7 +333,7 @@ class MoE:
             decision.gate = self.gate.name
         decision.strategy = decision.strategy or self.default_combiner.name
         if skipped and len(skipped) < len(self.experts.names):
-            _steer(decision, cards, skipped, wanted)
+            capabilities.steer(decision, cards, skipped, wanted)
         if self.experiments and not self.gate.runs_experiments:
             _experiment(decision, request, self.experiments, cards)
         return decision
@@ -564,24 +564,6 @@ class MoEStream:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-
-def _steer(
-    decision: RoutingDecision,
-    capable: Mapping[str, ExpertCard],
-    skipped: list[str],
-    wanted: Mapping[str, str],
-) -> None:
-    """Keep only capable experts in a decision (a gate may pick from its own configuration
-    rather than the cards it was given), and say which were skipped and why."""
-    chosen = [name for name in decision.experts if name in capable]
-    if not chosen:
-        # The best capable expert by its card's quality, ties to the configured order.
-        chosen = [max(capable, key=lambda name: capable[name].quality or 0.0)]
-    decision.experts = chosen
-    decision.fallbacks = [name for name in decision.fallbacks if name in capable]
-    asked = ", ".join(sorted(set(wanted.values())))
-    decision.rationale += f"; skipped {', '.join(skipped)}: they cannot honour {asked}"
 
 
 def _experiment(
