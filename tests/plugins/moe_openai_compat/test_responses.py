@@ -1,6 +1,7 @@
 """The Responses API through the official openai SDK (``responses.create``, ``.stream``,
-``.parse``, ``.retrieve``, ``.delete``), against the gateway fronting a faithful fake OpenAI
-upstream on loopback: what the caller gets, and what the upstream was asked."""
+``.parse``, ``.retrieve``, ``.delete``, ``.input_items.list``), against the gateway fronting a
+faithful fake OpenAI upstream on loopback: what the caller gets, and what the upstream was
+asked."""
 
 from __future__ import annotations
 
@@ -310,3 +311,49 @@ async def test_bad_input_is_a_400_naming_the_param(gateway, body, param):
     assert response.status == 400, await response.text()
     error = (await response.json())["error"]
     assert error["param"] == param and error["type"] == "invalid_request_error"
+
+
+async def test_input_items_list_what_a_response_answered(client):
+    first = await client.responses.create(model="echo", input="hello there")
+    [item] = [item async for item in client.responses.input_items.list(first.id)]
+    assert item.type == "message" and item.role == "user" and item.id.startswith("msg_")
+    assert item.content[0].type == "input_text" and item.content[0].text == "hello there"
+
+    items = [
+        {"role": "user", "content": "What is the weather?"},
+        {"type": "function_call", "call_id": "call_1", "name": "weather", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+        {"role": "assistant", "content": "It is sunny."},
+        {"role": "user", "content": [{"type": "input_text", "text": "And tomorrow?"}]},
+    ]
+    second = await client.responses.create(model="echo", input=items, previous_response_id=first.id)
+    # Only this response's own input, the newest first unless asked otherwise, in pages.
+    listed = [item async for item in client.responses.input_items.list(second.id, limit=2)]
+    assert [item.type for item in listed] == [
+        "message", "message", "function_call_output", "function_call", "message",
+    ]  # fmt: skip
+    assert listed[0].content[0].text == "And tomorrow?"
+    assert listed[1].role == "assistant" and listed[1].content[0].type == "output_text"
+    assert listed[3].call_id == "call_1" and listed[3].name == "weather"
+    ascending = await client.responses.input_items.list(second.id, order="asc", limit=100)
+    assert [item.id for item in ascending.data] == [item.id for item in reversed(listed)]
+    assert ascending.has_more is False
+    again = await client.responses.input_items.list(second.id, order="asc")
+    assert [item.id for item in again.data] == [item.id for item in ascending.data]  # stable ids
+
+
+async def test_input_items_refuse_unknown_responses_and_bad_pages(client):
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.input_items.list("resp_unknown")
+    unstored = await client.responses.create(model="echo", input="x", store=False)
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.input_items.list(unstored.id)
+    kept = await client.responses.create(model="echo", input="x")
+    for query, param in (
+        ({"limit": 0}, "limit"),
+        ({"order": "up"}, "order"),
+        ({"after": "no"}, "after"),
+    ):
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.responses.input_items.list(kept.id, **query)
+        assert refused.value.body["param"] == param

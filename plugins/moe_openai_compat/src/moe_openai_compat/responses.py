@@ -1,4 +1,5 @@
-"""The OpenAI Responses API: ``POST /v1/responses``, ``GET`` and ``DELETE /v1/responses/{id}``.
+"""The OpenAI Responses API: ``POST /v1/responses``, ``GET`` and ``DELETE /v1/responses/{id}``,
+``GET /v1/responses/{id}/input_items``.
 
 A response runs on the same pipeline as a chat completion: the body becomes the canonical chat
 request (:mod:`.responses_input`), ``moe.complete`` or ``moe.open_stream`` answers it, and the
@@ -8,18 +9,20 @@ is sent, so an error before the answer starts is a proper HTTP status the SDKs r
 
 With ``store`` (true unless the caller says otherwise, as in OpenAI's API) the response and the
 conversation that led to it are kept (:mod:`.responses_store`), so that a request naming it as
-``previous_response_id`` continues that conversation and ``GET`` reads it back.
+``previous_response_id`` continues that conversation, ``GET`` reads it back and
+``input_items`` lists the input it answered, a page at a time as OpenAI pages lists.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from moe_core import MOE_KEY, MoEError, MoEStream, NotFound, Usage
+from moe_core import MOE_KEY, InvalidRequest, MoEError, MoEStream, NotFound, Usage
 from moe_core.appkeys import REQUEST_ID_KEY
 from moe_core.http import json_response, read_json_body
 from moe_openai_compat.bodies import parse_body
@@ -33,6 +36,7 @@ from moe_openai_compat.responses_input import (
 )
 from moe_openai_compat.responses_output import (
     assistant_message,
+    listed_items,
     new_id,
     output_items,
     response_object,
@@ -163,7 +167,8 @@ class ResponsesAPI:
             return
         reply = assistant_message(response["output"])
         messages = [*conversation, reply] if reply is not None else conversation
-        await self.store.put(response["id"], {"response": response, "messages": messages})
+        record = {"response": response, "messages": messages, "input": listed_items(body.input)}
+        await self.store.put(response["id"], record)
 
     async def retrieve(self, request: web.Request) -> web.Response:
         response_id = request.match_info["response_id"]
@@ -171,6 +176,36 @@ class ResponsesAPI:
         if stored is None:
             raise NotFound(f"Response with id '{response_id}' not found.")
         return json_response(stored["response"])
+
+    async def input_items(self, request: web.Request) -> web.Response:
+        """One page of a stored response's input items: ``order`` (``desc``, the newest first,
+        unless ``asc``), ``limit`` (1 to 100, 20 by default) and ``after`` (an item id)."""
+        response_id = request.match_info["response_id"]
+        stored = await self.store.get(response_id)
+        if stored is None:
+            raise NotFound(f"Response with id '{response_id}' not found.")
+        items: list[dict[str, Any]] = stored.get("input", [])
+        order, limit, after = _page_query(request.query)
+        if order == "desc":
+            items = items[::-1]
+        start = 0
+        if after is not None:
+            ids = [item["id"] for item in items]
+            if after not in ids:
+                raise InvalidRequest(
+                    f"No input item with id '{after}' in response '{response_id}'.", param="after"
+                )
+            start = ids.index(after) + 1
+        page = items[start : start + limit]
+        return json_response(
+            {
+                "object": "list",
+                "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": start + limit < len(items),
+            }
+        )
 
     async def delete(self, request: web.Request) -> web.Response:
         response_id = request.match_info["response_id"]
@@ -191,3 +226,15 @@ def add_responses_routes(app: web.Application, options: OpenAIFrontendOptions) -
     app.router.add_post("/v1/responses", api.create)
     app.router.add_get("/v1/responses/{response_id}", api.retrieve)
     app.router.add_delete("/v1/responses/{response_id}", api.delete)
+    app.router.add_get("/v1/responses/{response_id}/input_items", api.input_items)
+
+
+def _page_query(query: Mapping[str, str]) -> tuple[str, int, str | None]:
+    """``order``, ``limit`` and ``after`` of a list request, each checked as OpenAI does."""
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise InvalidRequest("'order' must be 'asc' or 'desc'.", param="order")
+    raw = query.get("limit", "20")
+    if not (raw.isdecimal() and len(raw) <= 3 and 1 <= int(raw) <= 100):
+        raise InvalidRequest("'limit' must be an integer from 1 to 100.", param="limit")
+    return order, int(raw), query.get("after")

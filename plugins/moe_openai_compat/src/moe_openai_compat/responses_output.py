@@ -24,6 +24,36 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
 
+ITEM_ID_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+
+
+def listed_items(value: Any) -> list[dict[str, Any]]:
+    """A request's ``input`` as ``GET /v1/responses/{id}/input_items`` lists it (``value`` was
+    checked by ``input_messages``): a string is one user message; every item gets an id unless
+    it came with one, and a message's text becomes content parts, ``input_text`` for what the
+    caller wrote and ``output_text`` for an assistant's turn, as OpenAI lists them."""
+    if not value:
+        return []
+    if isinstance(value, str):
+        value = [{"type": "message", "role": "user", "content": value}]
+    items = []
+    for item in value:
+        kind = item.get("type", "message")
+        listed = {
+            **item,
+            "type": kind,
+            "id": item.get("id") or new_id(ITEM_ID_PREFIXES.get(kind, "item")),
+        }
+        if kind == "message" and isinstance(item.get("content"), str):
+            if item["role"] == "assistant":
+                listed["content"] = [text_part(item["content"])]
+            else:
+                listed["content"] = [{"type": "input_text", "text": item["content"]}]
+        listed.setdefault("status", "completed")
+        items.append(listed)
+    return items
+
+
 def text_part(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
