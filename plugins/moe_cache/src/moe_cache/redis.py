@@ -11,7 +11,8 @@ than the time to live) are dropped on every write, so the index stays bounded to
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
+
+from moe_stores.redis import connect
 
 # Times are the server's (TIME, in microseconds: calls a millisecond apart stay in order), so
 # that instances whose clocks differ agree on which entries are the oldest; Redis 5+ replicates
@@ -75,21 +76,9 @@ class RedisStore:
     async def start(self) -> None:
         if self._redis is not None:
             return
-        from redis.asyncio import BlockingConnectionPool, Redis
-
-        # A bounded pool: a burst of calls waits for a connection instead of opening hundreds.
-        pool = BlockingConnectionPool.from_url(
-            self.url, max_connections=self.max_connections, timeout=10
-        )
-        self._redis = Redis(connection_pool=pool)
+        self._redis = await connect(self.url, max_connections=self.max_connections)
         self._get = self._redis.register_script(_GET)
         self._put = self._redis.register_script(_PUT)
-        try:
-            await self._redis.ping()
-        except Exception as exc:
-            await self._redis.aclose(close_connection_pool=True)
-            self._redis = None
-            raise ConnectionError(f"cannot reach Redis at {_safe(self.url)}: {exc}") from exc
 
     async def close(self) -> None:
         if self._redis is not None:
@@ -106,12 +95,3 @@ class RedisStore:
 
     async def size(self) -> int:
         return int(await self._redis.zcard(self.index))
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, for error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return parts._replace(netloc=netloc).geturl()

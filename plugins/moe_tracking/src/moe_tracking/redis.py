@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from moe_stores.redis import connect
 from moe_tracking.store import Hash, Store, decode
 
 # KEYS[1] = hash; ARGV = ttl_ms, n_incr, (field, amount)*, n_ema, (field, value, alpha, start)*,
@@ -57,20 +58,10 @@ class RedisStore(Store):
     async def start(self) -> None:
         if self._redis is not None:
             return
-        from redis.asyncio import BlockingConnectionPool, Redis
-
-        # A bounded pool that makes a burst of calls wait for a connection instead of failing.
-        pool = BlockingConnectionPool.from_url(
-            self.url, max_connections=self.max_connections, timeout=10, decode_responses=True
+        self._redis = await connect(
+            self.url, max_connections=self.max_connections, decode_responses=True
         )
-        self._redis = Redis(connection_pool=pool)
         self._update = self._redis.register_script(_UPDATE)
-        try:
-            await self._redis.ping()
-        except Exception as exc:
-            await self._redis.aclose(close_connection_pool=True)
-            self._redis = None
-            raise ConnectionError(f"cannot reach Redis at {_safe(self.url)}: {exc}") from exc
 
     async def close(self) -> None:
         if self._redis is not None:
@@ -167,14 +158,3 @@ class RedisStore(Store):
 def _glob_escape(text: str) -> str:
     """``text`` matched literally by a Redis glob pattern."""
     return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, for error messages."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
-    return url

@@ -1,11 +1,11 @@
 """The SQLite store: the embedded default, so feedback and counters survive a restart.
 
-One connection in WAL mode, used from one worker thread so that the event loop never waits on
-the disk and every operation is one transaction, serialised with the others. A write is
-committed before its coroutine returns: a feedback acknowledged to a client is in the file, and a
-``kill -9`` of the gateway right after loses nothing (``synchronous=NORMAL`` in WAL mode keeps
-committed transactions across a process crash; ``FULL`` also across power loss, at an fsync per
-write).
+One connection in WAL mode, used from one worker thread (:mod:`moe_stores.sqlite`) so that the
+event loop never waits on the disk and every operation is one transaction, serialised with the
+others. A write is committed before its coroutine returns: a feedback acknowledged to a client
+is in the file, and a ``kill -9`` of the gateway right after loses nothing (``synchronous=NORMAL``
+in WAL mode keeps committed transactions across a process crash; ``FULL`` also across power loss,
+at an fsync per write).
 
 Most rows with a time to live are never read again (a request's record, a rate-limit window), so
 a background task deletes expired ones every ``purge_every_s``, in short transactions of at most
@@ -22,15 +22,14 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 
+from moe_stores.sqlite import SQLiteWorker
 from moe_tracking.store import Hash, Store, apply_update
 
-T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
 _SCHEMA = """
@@ -64,49 +63,30 @@ class SQLiteStore(Store):
         self.purge_every_s = purge_every_s
         self.purge_batch = purge_batch
         self.clock = clock
-        self._db: sqlite3.Connection | None = None
-        self._worker: ThreadPoolExecutor | None = None
+        self._sqlite = SQLiteWorker(
+            self.path,
+            schema=_SCHEMA,
+            name="SQLite tracking store",
+            thread_name="moe-sqlite",
+            synchronous=synchronous,
+        )
         self._purging: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        if self._db is not None:
+        if self._sqlite.started:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moe-sqlite")
-        self._db = await self._run(self._open)
+        await self._sqlite.start()
         self._purging = asyncio.create_task(self._purge_forever())
 
-    def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={self.synchronous}")
-        db.execute("PRAGMA busy_timeout=5000")
-        db.executescript(_SCHEMA)
-        return db
-
     async def close(self) -> None:
-        if self._db is None:
+        if not self._sqlite.started:
             return
         if self._purging is not None:
             self._purging.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purging
             self._purging = None
-        db, self._db = self._db, None
-        await self._run(db.close)
-        assert self._worker is not None
-        self._worker.shutdown(wait=True)
-        self._worker = None
-
-    async def _run(self, function: Callable[..., T], *args: Any) -> T:
-        if self._worker is None:
-            raise RuntimeError("the SQLite tracking store is not started")
-        return await asyncio.get_running_loop().run_in_executor(self._worker, function, *args)
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RuntimeError("the SQLite tracking store is closed")
-        return self._db
+        await self._sqlite.close()
 
     # Every _sync_* method runs on the worker thread, one at a time, each one transaction.
 
@@ -117,7 +97,7 @@ class SQLiteStore(Store):
         return json.loads(row[0])
 
     def _sync_update(self, key, incr, ema, set, ttl_s) -> Hash:
-        db = self._conn()
+        db = self._sqlite.connection
         with _transaction(db):
             value = apply_update(self._read_hash(db, key), incr, ema, set)
             expires = None if ttl_s is None else self.clock() + ttl_s
@@ -129,14 +109,17 @@ class SQLiteStore(Store):
         return value
 
     async def update(self, key, *, incr=None, ema=None, set=None, ttl_s=None) -> Hash:
-        return await self._run(self._sync_update, self.prefix + key, incr, ema, set, ttl_s)
+        return await self._sqlite.run(self._sync_update, self.prefix + key, incr, ema, set, ttl_s)
+
+    def _sync_get(self, key: str) -> Hash:
+        return self._read_hash(self._sqlite.connection, key)
 
     async def get(self, key: str) -> Hash:
-        return await self._run(lambda: self._read_hash(self._conn(), self.prefix + key))
+        return await self._sqlite.run(self._sync_get, self.prefix + key)
 
     def _sync_scan(self, prefix: str) -> dict[str, Hash]:
         full = self.prefix + prefix
-        rows = self._conn().execute(
+        rows = self._sqlite.connection.execute(
             "SELECT key, body FROM hashes WHERE substr(key, 1, ?) = ? "
             "AND (expires_at IS NULL OR expires_at > ?)",
             (len(full), full, self.clock()),
@@ -144,19 +127,19 @@ class SQLiteStore(Store):
         return {key[len(self.prefix) :]: json.loads(body) for key, body in rows}
 
     async def scan(self, prefix: str) -> dict[str, Hash]:
-        return await self._run(self._sync_scan, prefix)
+        return await self._sqlite.run(self._sync_scan, prefix)
 
     def _sync_delete(self, key: str) -> None:
-        db = self._conn()
+        db = self._sqlite.connection
         with _transaction(db):
             for table in ("hashes", "lists", "claims"):
                 db.execute(f"DELETE FROM {table} WHERE key = ?", (key,))
 
     async def delete(self, key: str) -> None:
-        await self._run(self._sync_delete, self.prefix + key)
+        await self._sqlite.run(self._sync_delete, self.prefix + key)
 
     def _sync_push(self, key: str, values: list[float], cap: int) -> None:
-        db = self._conn()
+        db = self._sqlite.connection
         with _transaction(db):
             row = db.execute("SELECT body FROM lists WHERE key = ?", (key,)).fetchone()
             samples = [*values[::-1], *(json.loads(row[0]) if row else [])][:cap]
@@ -167,17 +150,18 @@ class SQLiteStore(Store):
             )
 
     async def push(self, key: str, values: Sequence[float], cap: int) -> None:
-        await self._run(self._sync_push, self.prefix + key, list(values), cap)
+        await self._sqlite.run(self._sync_push, self.prefix + key, list(values), cap)
 
     def _sync_values(self, key: str) -> list[float]:
-        row = self._conn().execute("SELECT body FROM lists WHERE key = ?", (key,)).fetchone()
+        db = self._sqlite.connection
+        row = db.execute("SELECT body FROM lists WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else []
 
     async def values(self, key: str) -> list[float]:
-        return await self._run(self._sync_values, self.prefix + key)
+        return await self._sqlite.run(self._sync_values, self.prefix + key)
 
     def _sync_claim(self, key: str, ttl_s: float) -> bool:
-        db = self._conn()
+        db = self._sqlite.connection
         now = self.clock()
         with _transaction(db):
             row = db.execute("SELECT expires_at FROM claims WHERE key = ?", (key,)).fetchone()
@@ -191,10 +175,10 @@ class SQLiteStore(Store):
             return True
 
     async def claim(self, key: str, ttl_s: float) -> bool:
-        return await self._run(self._sync_claim, self.prefix + key, ttl_s)
+        return await self._sqlite.run(self._sync_claim, self.prefix + key, ttl_s)
 
     def _sync_append(self, stream: str, record: Mapping[str, Any], keep: int | None) -> int:
-        db = self._conn()
+        db = self._sqlite.connection
         with _transaction(db):
             cursor = db.execute(
                 "INSERT INTO records (stream, body) VALUES (?, ?)", (stream, json.dumps(record))
@@ -211,19 +195,19 @@ class SQLiteStore(Store):
     async def append(
         self, stream: str, record: Mapping[str, Any], *, keep: int | None = None
     ) -> int:
-        return await self._run(self._sync_append, self.prefix + stream, dict(record), keep)
+        return await self._sqlite.run(self._sync_append, self.prefix + stream, dict(record), keep)
 
     def _sync_records(self, stream: str, limit: int) -> list[dict[str, Any]]:
-        rows = self._conn().execute(
+        rows = self._sqlite.connection.execute(
             "SELECT body FROM records WHERE stream = ? ORDER BY seq DESC LIMIT ?", (stream, limit)
         )
         return [json.loads(body) for (body,) in rows][::-1]
 
     async def records(self, stream: str, limit: int = 100) -> list[dict[str, Any]]:
-        return await self._run(self._sync_records, self.prefix + stream, limit)
+        return await self._sqlite.run(self._sync_records, self.prefix + stream, limit)
 
     def _sync_purge(self, now: float) -> int:
-        db = self._conn()
+        db = self._sqlite.connection
         with _transaction(db):
             freed = db.execute(
                 "DELETE FROM hashes WHERE key IN "
@@ -240,7 +224,7 @@ class SQLiteStore(Store):
         while True:
             # One short transaction per batch; what other coroutines asked for meanwhile
             # runs between two batches.
-            batch = await self._run(self._sync_purge, now)
+            batch = await self._sqlite.run(self._sync_purge, now)
             freed += batch
             if batch < self.purge_batch:
                 return freed
