@@ -1,4 +1,5 @@
-"""A gateway from `moe-core` and `moe-openai-compat` alone, in a fresh venv without torch.
+"""A gateway from `moe-core` and `moe-openai-compat` alone (with the small `moe-stores` library it
+needs), in a fresh venv without torch.
 
 What a user who only fronts remote models installs: the test builds that venv from this checkout
 (packages from the registry, as `pip install` would), serves the README's remote configuration
@@ -42,11 +43,13 @@ def core_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copy(ROOT / name, source / name)
     plugin = source / "plugins" / "moe_openai_compat"
     shutil.copytree(ROOT / "plugins" / "moe_openai_compat", plugin, ignore=skip)
+    stores = source / "plugins" / "moe_stores"
+    shutil.copytree(ROOT / "plugins" / "moe_stores", stores, ignore=skip)
     path = base / "venv"
     venv.EnvBuilder(with_pip=True).create(path)
     subprocess.run(
         [path / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check",
-         source, plugin],
+         source, stores, plugin],
         check=True,
         capture_output=True,
         timeout=600,

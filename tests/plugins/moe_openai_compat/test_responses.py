@@ -357,3 +357,28 @@ async def test_input_items_refuse_unknown_responses_and_bad_pages(client):
         with pytest.raises(openai.BadRequestError) as refused:
             await client.responses.input_items.list(kept.id, **query)
         assert refused.value.body["param"] == param
+
+
+async def test_workers_sharing_the_sqlite_store_continue_each_others_responses(gateway, tmp_path):
+    """Under ``--workers`` a client's next request may reach another process: with the shared
+    file (what ``auto`` picks there) every worker reads, continues and deletes any response."""
+    shared = {"responses_store": "sqlite", "responses_store_path": str(tmp_path / "r.sqlite3")}
+    config = {
+        "experts": {"echo": {"kind": "echo"}},
+        "server": {"frontends": {"openai": shared}},
+    }
+    one, other = [
+        openai.AsyncOpenAI(base_url=str(http.make_url("/v1")), api_key="k", max_retries=0)
+        for http in (await gateway(config), await gateway(config))
+    ]
+    first = await one.responses.create(model="echo", input="My name is Ada.")
+    second = await other.responses.create(
+        model="echo", input="What is my name?", previous_response_id=first.id
+    )
+    assert second.previous_response_id == first.id
+    assert (await other.responses.retrieve(first.id)).output_text == "My name is Ada."
+    [item] = [item async for item in other.responses.input_items.list(second.id)]
+    assert item.content[0].text == "What is my name?"
+    await other.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        await one.responses.retrieve(first.id)

@@ -16,7 +16,7 @@ conversation that led to it are kept (:mod:`.responses_store`), so that a reques
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import structlog
@@ -42,7 +42,7 @@ from moe_openai_compat.responses_output import (
     response_object,
     status_of,
 )
-from moe_openai_compat.responses_store import ResponseStore
+from moe_openai_compat.responses_store import Store, open_store
 
 log = structlog.get_logger(__name__)
 
@@ -56,7 +56,7 @@ SSE_HEADERS = {
 class ResponsesAPI:
     """The routes of the Responses API, over one store of responses."""
 
-    def __init__(self, store: ResponseStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
 
     async def create(self, request: web.Request) -> web.StreamResponse:
@@ -215,14 +215,16 @@ class ResponsesAPI:
 
 
 def add_responses_routes(app: web.Application, options: OpenAIFrontendOptions) -> None:
-    """Mount the Responses API, with a store bounded as ``options`` say."""
-    api = ResponsesAPI(
-        ResponseStore(
-            max_entries=options.responses_store_max,
-            max_bytes=options.responses_store_max_bytes,
-            ttl_s=options.responses_ttl_s,
-        )
-    )
+    """Mount the Responses API, with the store ``options`` name, open while the app runs."""
+    store = open_store(options)
+    api = ResponsesAPI(store)
+
+    async def opened(app: web.Application) -> AsyncIterator[None]:
+        await store.start()
+        yield
+        await store.close()
+
+    app.cleanup_ctx.append(opened)
     app.router.add_post("/v1/responses", api.create)
     app.router.add_get("/v1/responses/{response_id}", api.retrieve)
     app.router.add_delete("/v1/responses/{response_id}", api.delete)
