@@ -149,7 +149,7 @@ def _text_only(chunk: dict[str, Any]) -> str | None:
     if len(delta) > 1:  # the opening chunk's role and empty refusal say nothing a delta keeps
         if delta.keys() - _OPENING or delta.get("refusal") is not None:
             return None
-        if delta.get("role", "assistant") != "assistant":
+        if delta.get("role") not in (None, "assistant"):
             return None
     text = delta.get("content")
     return text if type(text) is str else None
