@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from moe_core import ChatRequest, Expert, ExpertCard, ExpertResult, InvalidRequest, Options, Usage
-from moe_core.localmodels import LOADING_LOCK, ModelWorker, pick_device, resolve_checkpoint
+from moe_localmodels import LOADING_LOCK, ModelWorker, pick_device, resolve_checkpoint
 
 DEFAULT_CHECKPOINT = "google/byt5-small"
 TASKS = ("generate", "embed")

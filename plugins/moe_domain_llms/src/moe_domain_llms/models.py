@@ -15,10 +15,10 @@ from typing import Any
 
 import structlog
 
-from moe_core.localmodels import LOADING_LOCK, pick_device
 from moe_domain_llms.batching import MicroBatcher
 from moe_domain_llms.engine import ForwardGuard, Job, Output, generate_batch
 from moe_domain_llms.source import ModelSource, default_cache_dir, ensure_converted
+from moe_localmodels import LOADING_LOCK, pick_device
 
 log = structlog.get_logger(__name__)
 

@@ -32,7 +32,7 @@ from moe_core import (
     Options,
     Usage,
 )
-from moe_core.localmodels import LOADING_LOCK, ModelWorker, pick_device, resolve_checkpoint
+from moe_localmodels import LOADING_LOCK, ModelWorker, pick_device, resolve_checkpoint
 
 DEFAULT_EMBED_CHECKPOINT = "allenai/longformer-base-4096"
 DEFAULT_SUMMARIZE_CHECKPOINT = "allenai/led-base-16384"
