@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from orjson import dumps
 
 from moe_core import ConfigError
 from moe_core.testing import make_moe
@@ -187,6 +190,32 @@ async def test_upstream_dying_midstream_is_an_error_event(gateway, fake_upstream
     assert streamed_content(text) == "a b"  # what arrived before the upstream died...
     assert '"error"' in text.splitlines()[-2]  # ...then the error
     assert "[DONE]" not in text
+
+
+async def test_an_error_event_after_text_that_came_with_it_keeps_the_text_first(gateway):
+    """Text and an error event arriving in one read: the text still reaches the client, then the
+    error, as when they arrive apart."""
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        text = {"choices": [{"index": 0, "delta": {"content": "partial"}, "finish_reason": None}]}
+        error = {"error": {"message": "overloaded", "type": "server_error"}}
+        await response.write(b"data: %s\n\ndata: %s\n\n" % (dumps(text), dumps(error)))
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", stream)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        client = await gateway(remote(str(server.make_url("/v1"))))
+        response = await client.post("/v1/chat/completions", json=user("x", stream=True))
+        text = await response.text()
+    finally:
+        await server.close()
+    assert streamed_content(text) == "partial"
+    assert '"error"' in text.splitlines()[-2] and "overloaded" in text.splitlines()[-2]
 
 
 async def test_failing_upstream_falls_back_to_the_next_expert(gateway, fake_upstream):

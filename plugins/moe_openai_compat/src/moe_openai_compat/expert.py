@@ -211,19 +211,25 @@ class OpenAIExpert(Expert):
                     raise self._error(answer.status, await answer.read(), answer.headers)
                 async for lines in answer.lines():
                     events: list[dict[str, Any]] = []
-                    ended = False
+                    end: object = None  # _DONE, or the error a bad event is
                     for line in lines:
-                        event = self._parse_event(line)
+                        try:
+                            event = self._parse_event(line)
+                        except UpstreamError as exc:
+                            end = exc
+                            break
                         if event is _DONE:
-                            ended = True
+                            end = _DONE
                             break
                         if event is not None:
                             events.append(event)  # type: ignore[arg-type]
                     chunks += len(events)
-                    for chunk in coalesced(events):
+                    for chunk in coalesced(events):  # what came before the end goes first
                         for delta in chunk_deltas(chunk, index):
                             yield delta
-                    if ended:
+                    if isinstance(end, UpstreamError):
+                        raise end
+                    if end is _DONE:
                         return
         except HTTPClientError as exc:
             raise self._connection_error(exc, chunks=chunks) from None
