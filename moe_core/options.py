@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -32,3 +32,17 @@ class CombinerOptions(Options):
     deadline_s: float | None = Field(
         None, gt=0, description="Limit for the whole answer, every expert call included"
     )
+
+
+StreamFailover = Annotated[
+    Literal["error", "continue"],
+    Field(
+        description=(
+            "When a stream dies after text reached the client: 'error' ends it with an error "
+            "event; 'continue' asks the next expert to carry on from the text already sent "
+            "(never after tool calls, nor for JSON output or several choices)."
+        )
+    ),
+]
+"""The ``stream_failover`` option of combiners that stream one expert's answer with others in
+reserve (``single``, ``first-success``); see :meth:`moe_core.run.Run.continuing`."""

@@ -21,6 +21,7 @@ from moe_core import capabilities
 from moe_core.errors import BudgetExceeded, ExpertFailed, ExpertTimeout, MoEError
 from moe_core.events import Event, ExpertCalled, elapsed_ms
 from moe_core.models import (
+    ChatMessage,
     ChatRequest,
     Delta,
     ExpertCard,
@@ -41,6 +42,42 @@ CHARS_PER_TOKEN = 4.0
 """A prompt's length in tokens, estimated from its characters where no tokenizer is at hand."""
 DEFAULT_OUTPUT_TOKENS = 1024
 """What the budget check before a call assumes when neither caller nor card limits the answer."""
+
+
+CONTINUE_NOTE = (
+    "Your previous answer was cut off after the text above. Continue it from exactly where it "
+    "stopped, mid-word or mid-sentence if need be: do not repeat any of it, and do not mention "
+    "this note."
+)
+"""The turn that asks an expert to carry on a partial answer (``stream_failover: continue``).
+
+An assistant turn holding the partial text followed by this user turn is valid for every chat
+API and every chat template, where a trailing assistant turn (a "prefill") is honoured only by
+some."""
+
+
+class Sent:
+    """What of a streamed answer has reached the client: its text, and whether it began a
+    tool call. False while nothing has (a role alone, or reasoning, is no part of the answer)."""
+
+    __slots__ = ("parts", "tool_calls")
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.tool_calls = False
+
+    def add(self, delta: Delta) -> None:
+        if delta.content:
+            self.parts.append(delta.content)
+        if delta.tool_calls:
+            self.tool_calls = True
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def __bool__(self) -> bool:
+        return bool(self.parts) or self.tool_calls
 
 
 @runtime_checkable
@@ -143,6 +180,32 @@ class Run:
     def record_fallback(self, expert: str, error: Exception) -> None:
         message = error.message if isinstance(error, MoEError) else str(error)
         self.fallbacks.append(FallbackRecord(expert=expert, error=message))
+
+    def continuing(self, sent: Sent) -> ChatRequest | None:
+        """The request asking another expert for the rest of ``sent``, within what is left of
+        the token limit; None when a continuation cannot be faithful: a tool call was streamed
+        (continuing one turns it into prose), or the request asks for JSON or several choices."""
+        request = self.request
+        json_output = (request.upstream_extras().get("response_format") or {}).get("type")
+        if sent.tool_calls or json_output not in (None, "text") or (request.n or 1) > 1:
+            return None
+        partial = sent.text
+        messages = [
+            *request.messages,
+            ChatMessage(role="assistant", content=partial),
+            ChatMessage(role="user", content=CONTINUE_NOTE),
+        ]
+        update: dict[str, Any] = {"messages": messages}
+        if (limit := request.output_limit) is not None:
+            left = max(1, limit - round(len(partial) / CHARS_PER_TOKEN))
+            update["max_tokens" if request.max_tokens else "max_completion_tokens"] = left
+        return request.model_copy(update=update)
+
+    def hand_over(self, expert: str, error: Exception, to: str, sent: Sent) -> None:
+        """Record that ``expert`` failed mid-stream and ``to`` carries on the answer."""
+        self.record_fallback(expert, error)
+        chars = len(sent.text)
+        self.note(f"{expert} failed after streaming {chars} characters; {to} continues the answer")
 
     def prepare(self, request: ChatRequest | None = None) -> ChatRequest:
         """The request with the gate's overrides applied where the caller left a value unset."""

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Literal
 
 from pydantic import Field
 
 from moe_core.errors import MoEError
-from moe_core.models import ChatMessage, ChatRequest, Delta, ExpertResult
+from moe_core.models import ChatRequest, Delta, ExpertResult
+from moe_core.options import StreamFailover
 from moe_core.parts import Combiner
 from moe_core.plugins import CombinerOptions, Register, hookimpl
-from moe_core.run import CHARS_PER_TOKEN, Run
+from moe_core.run import Run, Sent
 
 
 class SingleCombinerOptions(CombinerOptions):
@@ -19,32 +19,13 @@ class SingleCombinerOptions(CombinerOptions):
         default_factory=list,
         description="Last-resort experts tried after the decision's and the experts' own.",
     )
-    stream_failover: Literal["error", "continue"] = Field(
-        "error",
-        description=(
-            "When a stream dies after text reached the client: 'error' ends it with an error "
-            "event; 'continue' asks the next expert to carry on from the text already sent "
-            "(never after tool calls, nor for JSON output or several choices)."
-        ),
-    )
-
-
-CONTINUE_NOTE = (
-    "Your previous answer was cut off after the text above. Continue it from exactly where it "
-    "stopped, mid-word or mid-sentence if need be: do not repeat any of it, and do not mention "
-    "this note."
-)
-"""The turn that asks a fallback to carry on a partial answer (``stream_failover: continue``).
-
-An assistant turn holding the partial text followed by this user turn is valid for every chat
-API and every chat template, where a trailing assistant turn (a "prefill") is honoured only by
-some."""
+    stream_failover: StreamFailover = "error"
 
 
 class SingleCombiner(Combiner):
     """The first chosen expert answers; each fallback is tried in order when one fails.
 
-    A streamed answer falls back transparently until its first chunk has been sent. After that
+    A streamed answer falls back transparently until the first of its text has been sent. After that
     the client has part of one expert's answer: by default the stream ends with the error; with
     ``stream_failover: continue`` the next expert is shown the partial text and asked to carry
     on from it, so the client gets one whole answer. Never once a tool call has been streamed
@@ -77,56 +58,30 @@ class SingleCombiner(Combiner):
 
     async def stream(self, run: Run) -> AsyncIterator[Delta]:
         chain = self._chain(run)
-        sent: list[str] = []  # the text the client already has
-        tool_calls = False
+        sent = Sent()  # what the client already has
+        request: ChatRequest | None = None  # the caller's, until an answer must be continued
         for position, expert in enumerate(chain):
-            request = _continuation(run.request, "".join(sent)) if sent else None
             deltas = run.stream(expert, request)
             try:
                 async for delta in deltas:
-                    if delta.content:
-                        sent.append(delta.content)
-                    tool_calls = tool_calls or bool(delta.tool_calls)
+                    sent.add(delta)
                     yield delta
                 return
             except MoEError as exc:
                 last = position == len(chain) - 1
-                if not sent and not tool_calls:  # nothing reached the client: fall back
+                if not sent:  # nothing reached the client: the next expert answers afresh
                     if last:
                         raise _exhausted(run, exc) from None
                     run.record_fallback(expert, exc)
                     continue
-                if last or not self._continues(run, tool_calls):
+                if last or self.options.stream_failover != "continue":
                     raise
-                run.record_fallback(expert, exc)
-                run.note(
-                    f"{expert} failed after streaming {len(''.join(sent))} characters; "
-                    f"{chain[position + 1]} continues the answer"
-                )
+                request = run.continuing(sent)
+                if request is None:
+                    raise
+                run.hand_over(expert, exc, chain[position + 1], sent)
             finally:
                 await deltas.aclose()
-
-    def _continues(self, run: Run, tool_calls: bool) -> bool:
-        """Whether a stream cut mid-answer may be carried on by the next expert."""
-        if self.options.stream_failover != "continue" or tool_calls:
-            return False
-        request = run.request
-        json_output = (request.upstream_extras().get("response_format") or {}).get("type")
-        return json_output in (None, "text") and (request.n or 1) == 1
-
-
-def _continuation(request: ChatRequest, partial: str) -> ChatRequest:
-    """The request asking for the rest of ``partial``, within what is left of its token limit."""
-    messages = [
-        *request.messages,
-        ChatMessage(role="assistant", content=partial),
-        ChatMessage(role="user", content=CONTINUE_NOTE),
-    ]
-    update: dict[str, object] = {"messages": messages}
-    if (limit := request.output_limit) is not None:
-        left = max(1, limit - round(len(partial) / CHARS_PER_TOKEN))
-        update["max_tokens" if request.max_tokens else "max_completion_tokens"] = left
-    return request.model_copy(update=update)
 
 
 def _exhausted(run: Run, last: MoEError) -> MoEError:

@@ -1,6 +1,7 @@
 """``stream_failover: continue``: a stream cut after part of its text reached the client is
-carried on by the next expert, which is shown the partial text, so the client gets one whole
-answer; never once a tool call was streamed, and never unless configured."""
+carried on by the next expert (``single``'s next in the chain, ``first-success``'s next racer),
+which is shown the partial text, so the client gets one whole answer; never once a tool call
+was streamed, and never unless configured."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import openai
 import pytest
 
-from moe_core.builtins.single import CONTINUE_NOTE
+from moe_core.run import CONTINUE_NOTE
 from moe_openai_compat.testing import FakeOpenAI
 from tests.faults.conftest import ask, sdk
 from tests.faults.upstream import FaultyUpstream
@@ -111,3 +112,25 @@ async def test_a_streamed_tool_call_is_never_continued(
         async for _ in stream:
             pass
     assert steady.requests == [], "a tool call was handed to another expert to continue as text"
+
+
+async def test_first_success_continues_with_the_racer_it_stopped(
+    gateway, cut: FaultyUpstream, fake_upstream: tuple[FakeOpenAI, str]
+):
+    steady, steady_url = fake_upstream
+    steady.behaviour.reply = "four five six"
+    steady.behaviour.delay_s = 0.3  # the cut upstream wins the race
+    conf = config(cut.base_url, steady_url, None)
+    conf["combiner"] = {
+        "kind": "first-success",
+        "experts": ["flaky", "steady"],
+        "stream_failover": "continue",
+    }
+    client = await gateway(conf)
+    answer = await ask(sdk(client), "count to six", stream=True)
+    assert answer.content.startswith("one two three") and answer.content.endswith("four five six")
+    assert answer.metadata["experts_used"] == ["steady"]
+    assert any("steady continues the answer" in note for note in answer.metadata["notes"])
+    # Its first call lost the race and was stopped; the second carried on the answer.
+    assert len(steady.requests) == 2
+    assert steady.requests[-1]["messages"][-1] == {"role": "user", "content": CONTINUE_NOTE}

@@ -13,12 +13,19 @@ from collections.abc import AsyncIterator, Mapping
 
 from moe_core.errors import MoEError
 from moe_core.models import Delta, ExpertResult
-from moe_core.parts import ParallelCombiner, every_failure
-from moe_core.run import Run
+from moe_core.options import StreamFailover
+from moe_core.parts import ParallelCombiner, ParallelOptions, every_failure
+from moe_core.run import Run, Sent
+
+
+class FirstSuccessOptions(ParallelOptions):
+    stream_failover: StreamFailover = "error"
 
 
 class FirstSuccessCombiner(ParallelCombiner):
     """Races the experts; the first good answer wins and the others are cancelled."""
+
+    options: FirstSuccessOptions
 
     async def complete(self, run: Run) -> ExpertResult:
         pending = {asyncio.create_task(run.call(name)): name for name in self.experts(run)}
@@ -70,11 +77,32 @@ class FirstSuccessCombiner(ParallelCombiner):
                     await stream.aclose()
         if winner is None:
             raise every_failure(errors)
-        async with contextlib.aclosing(streams[winner]) as rest:
-            if first is not None:
-                yield first
-                async for delta in rest:
-                    yield delta
+        if first is None:  # the winner's answer was empty
+            await streams[winner].aclose()
+            return
+        # With ``stream_failover: continue``, an answer cut after its first text is carried on
+        # by the other experts in turn (the losers of the race, which were stopped).
+        failed = {name for name, _ in errors}
+        reserve = [name for name in self.experts(run) if name != winner and name not in failed]
+        sent, expert, deltas = Sent(), winner, streams[winner]
+        sent.add(first)
+        yield first
+        while True:
+            try:
+                async with contextlib.aclosing(deltas):
+                    async for delta in deltas:
+                        sent.add(delta)
+                        yield delta
+                return
+            except MoEError as exc:
+                continuing = None
+                if self.options.stream_failover == "continue" and reserve:
+                    continuing = run.continuing(sent) if sent else run.request
+                if continuing is None:
+                    raise
+                run.hand_over(expert, exc, reserve[0], sent)
+                expert = reserve.pop(0)
+                deltas = run.stream(expert, continuing)
 
 
 class ConcatCombiner(ParallelCombiner):
