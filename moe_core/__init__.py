@@ -8,6 +8,7 @@ from moe_core.config import MoEConfig, load_config
 from moe_core.errors import (
     AuthenticationFailed,
     BudgetExceeded,
+    CallCancelled,
     ConfigError,
     ExpertFailed,
     ExpertTimeout,
@@ -72,6 +73,7 @@ __all__ = [
     "AuthenticationFailed",
     "BaseURL",
     "BudgetExceeded",
+    "CallCancelled",
     "ChatMessage",
     "ChatRequest",
     "Combiner",

@@ -151,6 +151,21 @@ class ExpertTimeout(MoEError):
     code = "expert_timeout"
 
 
+CLIENT_CLOSED = 499
+"""The status of work abandoned because its client went away (nginx's convention)."""
+
+
+class CallCancelled(MoEError):
+    """A call to an expert abandoned before it answered (a lost race, a client gone): status
+    499, as for a client that closed the request, so no breaker counts it against the expert."""
+
+    status = CLIENT_CLOSED
+    code = "cancelled"
+
+    def __init__(self, expert: str) -> None:
+        super().__init__(f"call to {expert!r} cancelled before it answered")
+
+
 class GateError(MoEError):
     """A gate returned a decision the gateway cannot run (a bug in the gate, not the request)."""
 

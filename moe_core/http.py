@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from moe_core.appkeys import BODY_LIMIT_KEY, BODY_TIMEOUT_KEY
 from moe_core.errors import (
+    CLIENT_CLOSED,
     InvalidRequest,
     MoEError,
     PayloadTooLarge,
@@ -96,3 +97,14 @@ def _model_json(value: Any) -> Any:
 
 def error_response(error: MoEError) -> web.Response:
     return json_response(error.envelope(), status=error.status, headers=error.headers or None)
+
+
+def status_of(error: BaseException) -> int:
+    """The HTTP status of a request that ended with ``error``: a gateway error's or an aiohttp
+    ``HTTPException``'s own, 499 for a client that went away (a cancelled handler), else 500
+    (what the core's error middleware answers for anything else)."""
+    if isinstance(error, (MoEError, web.HTTPException)):
+        return error.status
+    if isinstance(error, asyncio.CancelledError):
+        return CLIENT_CLOSED
+    return 500

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import structlog
 
 from moe_core import capabilities
-from moe_core.errors import BudgetExceeded, ExpertFailed, ExpertTimeout, MoEError
+from moe_core.errors import BudgetExceeded, CallCancelled, ExpertFailed, ExpertTimeout, MoEError
 from moe_core.events import Event, ExpertCalled, elapsed_ms
 from moe_core.models import (
     ChatMessage,
@@ -301,10 +301,9 @@ class Run:
                 await cache.remember(self, expert, prepared, result)
 
     async def _cancelled(self, slot: ExpertSlot, started: float, *, streamed: bool) -> None:
-        """Report a call abandoned before its answer (a lost race, a client gone): status 499,
-        as for a client that closed the request, so no breaker counts it against the expert."""
-        error = MoEError(f"call to {slot.name!r} cancelled before it answered", code="cancelled")
-        error.status = 499
+        """Report a call abandoned before its answer (a lost race, a client gone): a
+        :class:`CallCancelled`, which no breaker counts against the expert."""
+        error = CallCancelled(slot.name)
         with contextlib.suppress(Exception):
             await self._record(slot, started, streamed=streamed, usage=None, error=error)
 
@@ -423,7 +422,7 @@ class Run:
                 error_status=moe_error.status if moe_error else None,
                 retry_after=moe_error.headers.get("Retry-After") if moe_error else None,
                 cached=cached,
-                cancelled=moe_error is not None and moe_error.code == "cancelled",
+                cancelled=isinstance(error, CallCancelled),
             )
         )
 

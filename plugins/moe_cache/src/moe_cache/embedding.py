@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 
 import structlog
 
-from moe_core import ExpertFailed, ExpertTimeout, MoE, MoEError
+from moe_core import CallCancelled, ExpertFailed, ExpertTimeout, MoE, MoEError
 from moe_core.events import ExpertCalled, elapsed_ms
 from moe_core.models import Usage
 from moe_core.pool import ExpertSlot
@@ -58,7 +58,7 @@ async def embed_question(
             vectors, tokens = await expert.embed([text])
         vector = vectors[0]
     except asyncio.CancelledError:
-        await _report(moe, slot, request_id, started, None, _cancelled(slot))
+        await _report(moe, slot, request_id, started, None, CallCancelled(slot.name))
         raise
     except Exception as exc:
         log.warning("cache.embedder_failed", expert=slot.name, error=repr(exc))
@@ -74,13 +74,6 @@ def _as_error(slot: ExpertSlot, exc: Exception) -> MoEError:
     if isinstance(exc, TimeoutError):
         return ExpertTimeout(f"expert {slot.name!r} did not embed within {slot.timeout_s} s")
     return ExpertFailed(f"expert {slot.name!r} failed to embed: {type(exc).__name__}: {exc}")
-
-
-def _cancelled(slot: ExpertSlot) -> MoEError:
-    """Status 499, as the pipeline reports an abandoned call: no breaker counts it."""
-    error = MoEError(f"call to {slot.name!r} cancelled before it answered", code="cancelled")
-    error.status = 499
-    return error
 
 
 async def _report(
@@ -105,6 +98,6 @@ async def _report(
             error=None if error is None else error.message,
             error_code=None if error is None else error.code,
             error_status=None if error is None else error.status,
-            cancelled=error is not None and error.code == "cancelled",
+            cancelled=isinstance(error, CallCancelled),
         )
     )

@@ -12,7 +12,6 @@ after the core's own key check.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -22,13 +21,12 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from moe_core import AddMiddleware, MoEError
+from moe_core.http import status_of
 from moe_core.server import Handler, require_admin
 from moe_metrics.instruments import method_label
 from moe_metrics.tracker import SCOPE, MetricsTracker, RequestScope
 
 OVERHEAD_HEADER = "x-moe-overhead-ms"
-CLIENT_CLOSED = 499
-"""The status counted for a request whose client went away first (nginx's convention)."""
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 PrepareSignal = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
 
@@ -92,16 +90,10 @@ def measurements(tracker: MetricsTracker) -> tuple[Middleware, PrepareSignal]:
             if not response.prepared:  # an answer in one piece: nothing else happens before
                 overhead(scope, response)  # its first byte, and the figure is counted below
             return response
-        except MoEError as exc:
-            status = exc.status
-            if exc.code == "rate_limit_exceeded":
+        except BaseException as exc:
+            status = status_of(exc)
+            if isinstance(exc, MoEError) and exc.code == "rate_limit_exceeded":
                 recorder.rate_limited(route_and_method(request, scope)[0])
-            raise
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        except asyncio.CancelledError:
-            status = CLIENT_CLOSED
             raise
         finally:
             scope.ended = True

@@ -7,20 +7,17 @@ sees the gateway's work inside its own trace.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from opentelemetry import context, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from moe_core import MoEError
+from moe_core.http import status_of
 from moe_core.server import Handler
 from moe_otel import semconv
 from moe_otel.tracker import OTelTracker
 
-CLIENT_CLOSED = 499
-"""The status recorded for a request whose client went away first (nginx's convention)."""
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
@@ -48,14 +45,8 @@ def server_span_middleware(tracker: OTelTracker) -> Middleware:
             response = await handler(request)
             status = response.status
             return response
-        except MoEError as exc:
-            status = exc.status
-            raise
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        except asyncio.CancelledError:
-            status = CLIENT_CLOSED
+        except BaseException as exc:
+            status = status_of(exc)
             raise
         finally:
             span.set_attribute(semconv.HTTP_STATUS, status)
