@@ -210,6 +210,33 @@ class MoEConfig(BaseModel):
             raise ConfigError(format_validation_error(exc, self.source, prefix=path)) from None
 
 
+def add_tracker(data: dict[str, Any], name: str, kind: str, *, plugin: str, section: str) -> None:
+    """Add a tracker of ``kind`` under ``name`` to a raw configuration (a plugin's
+    ``moe_prepare_config``), unless one of that kind is configured already.
+
+    The core's default trackers survive the addition; values of the wrong type are left alone,
+    for validation to report with their key path. ``plugin`` and its ``section`` (whose
+    ``enabled: false`` turns the addition off) are named when ``name`` is taken by another kind.
+    """
+    trackers = data.get("trackers")
+    if trackers is None:
+        default = MoEConfig.model_fields["trackers"].get_default(call_default_factory=True)
+        trackers = {key: instance.model_dump() for key, instance in default.items()}
+    if not isinstance(trackers, dict):
+        return
+    if any(
+        isinstance(tracker, dict) and tracker.get("kind") == kind for tracker in trackers.values()
+    ):
+        return
+    if name in trackers:
+        raise ConfigError(
+            f"trackers.{name}: the name is taken by another kind, and {plugin} adds its tracker "
+            f"under it; rename that tracker, configure one of kind {kind!r} yourself, or set "
+            f"{section}.enabled: false"
+        )
+    data["trackers"] = {**trackers, name: {"kind": kind}}
+
+
 def format_validation_error(exc: ValidationError, source: str, prefix: str = "") -> str:
     lines = [f"invalid configuration in {source}:"]
     for error in exc.errors():

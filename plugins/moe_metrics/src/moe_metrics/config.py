@@ -11,7 +11,8 @@ from typing import Any
 
 from pydantic import Field
 
-from moe_core import ConfigError, MoEConfig, Options
+from moe_core import Options
+from moe_core.config import add_tracker as add_configured_tracker
 
 SECTION = "metrics"
 KIND = "metrics"
@@ -42,21 +43,4 @@ def add_tracker(data: dict[str, Any]) -> None:
     section = data.get(SECTION) or {}
     if not isinstance(section, dict) or section.get("enabled", True) is not True:
         return
-    trackers = data.get("trackers")
-    if trackers is None:
-        # The core's own default (the memory tracker) must survive the addition.
-        default = MoEConfig.model_fields["trackers"].get_default(call_default_factory=True)
-        trackers = {name: instance.model_dump() for name, instance in default.items()}
-    if not isinstance(trackers, dict):
-        return
-    if any(
-        isinstance(tracker, dict) and tracker.get("kind") == KIND for tracker in trackers.values()
-    ):
-        return
-    if TRACKER_NAME in trackers:
-        raise ConfigError(
-            f"trackers.{TRACKER_NAME}: the name is taken by another kind, and moe-metrics adds "
-            f"its tracker under it; rename that tracker, configure one of kind {KIND!r} "
-            f"yourself, or set {SECTION}.enabled: false"
-        )
-    data["trackers"] = {**trackers, TRACKER_NAME: {"kind": KIND}}
+    add_configured_tracker(data, TRACKER_NAME, KIND, plugin="moe-metrics", section=SECTION)

@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from moe_core import ConfigError, MoEConfig, Options
+from moe_core import Options
+from moe_core.config import add_tracker as add_configured_tracker
 
 SECTION = "otel"
 KIND = "otel"
@@ -65,23 +66,5 @@ def add_tracker(data: dict[str, Any]) -> None:
     """Add the tracing tracker last to a raw configuration's trackers, where tracing is wanted
     and no tracker of kind ``otel`` is configured. Values of the wrong type are left for
     validation to report with their key path."""
-    if not wanted(data):
-        return
-    trackers = data.get("trackers")
-    if trackers is None:
-        # The core's own default (the memory tracker) must survive the addition.
-        default = MoEConfig.model_fields["trackers"].get_default(call_default_factory=True)
-        trackers = {name: instance.model_dump() for name, instance in default.items()}
-    if not isinstance(trackers, dict):
-        return
-    if any(
-        isinstance(tracker, dict) and tracker.get("kind") == KIND for tracker in trackers.values()
-    ):
-        return
-    if TRACKER_NAME in trackers:
-        raise ConfigError(
-            f"trackers.{TRACKER_NAME}: the name is taken by another kind, and moe-otel adds its "
-            f"tracker under it; rename that tracker, configure one of kind {KIND!r} yourself, "
-            f"or set {SECTION}.enabled: false"
-        )
-    data["trackers"] = {**trackers, TRACKER_NAME: {"kind": KIND}}
+    if wanted(data):
+        add_configured_tracker(data, TRACKER_NAME, KIND, plugin="moe-otel", section=SECTION)
