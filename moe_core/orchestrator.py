@@ -556,6 +556,16 @@ class MoEStream:
     def __aiter__(self) -> AsyncIterator[Delta]:
         return self._deltas
 
+    async def first(self) -> Delta | None:
+        """The first delta (None for an empty answer), for a frontend to read before it sends
+        any byte, so that a failure before the answer starts is a proper HTTP error; the stream
+        is closed when that read fails. Iterating afterwards goes on from the second delta."""
+        try:
+            return await anext(self._deltas, None)
+        except BaseException:
+            await self.aclose()
+            raise
+
     async def aclose(self) -> None:
         await self._deltas.aclose()
 

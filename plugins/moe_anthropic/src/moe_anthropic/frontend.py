@@ -59,12 +59,8 @@ async def _stream(
 ) -> web.StreamResponse:
     request_id = request[REQUEST_ID_KEY]
     stream = await request.app[MOE_KEY].open_stream(canonical, request_id=request_id)
+    first = await stream.first()
     deltas = aiter(stream)
-    try:
-        first = await anext(deltas, None)
-    except BaseException:
-        await stream.aclose()
-        raise
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",

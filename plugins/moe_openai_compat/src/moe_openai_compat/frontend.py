@@ -55,12 +55,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def _stream(request: web.Request, parsed: Any) -> web.StreamResponse:
     moe = request.app[MOE_KEY]
     stream = await moe.open_stream(parsed, request_id=request[REQUEST_ID_KEY])
+    first = await stream.first()
     deltas = aiter(stream)
-    try:
-        first = await anext(deltas, None)
-    except BaseException:
-        await stream.aclose()
-        raise
     writer = ChunkWriter(stream.id, stream.created, stream.model)
     response = web.StreamResponse(headers=_EVENT_STREAM)
     await response.prepare(request)

@@ -108,12 +108,8 @@ class ResponsesAPI:
         response_id: str,
         created_at: int,
     ) -> web.StreamResponse:
+        first = await stream.first()
         deltas = aiter(stream)
-        try:
-            first = await anext(deltas, None)
-        except BaseException:
-            await stream.aclose()
-            raise
 
         def snapshot(status: str, **fields: Any) -> dict[str, Any]:
             return response_object(
