@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -11,11 +12,13 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import httpx
 import pytest
+import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
 from moe_core.server import create_app
@@ -194,3 +197,23 @@ def default_gateway() -> Iterator[str]:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@contextlib.contextmanager
+def serving(config: Mapping[str, Any], tmp_path: Path, **env: str) -> Iterator[subprocess.Popen]:
+    """``moe serve`` on ``config`` in a process of its own (its ``$MOE_DATA_DIR`` in
+    ``tmp_path``, ``env`` added to the environment); killed on the way out unless it stopped."""
+    path = tmp_path / "moe.yaml"
+    path.write_text(yaml.safe_dump(dict(config)))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moe_core.cli", "serve", "--config", str(path)],
+        env={**os.environ, "MOE_DATA_DIR": str(tmp_path), **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

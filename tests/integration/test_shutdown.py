@@ -3,17 +3,13 @@ connection closes, so clients see a clear failure instead of a truncated answer.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 
 import aiohttp
-import yaml
 from aiohttp.test_utils import TestServer
 
 from moe_openai_compat.testing import FakeOpenAI
-from tests.conftest import free_port, user, wait_healthy
+from tests.conftest import free_port, serving, user, wait_healthy
 
 
 async def test_a_stream_cut_at_shutdown_ends_with_an_error_event(tmp_path):
@@ -27,33 +23,23 @@ async def test_a_stream_cut_at_shutdown_ends_with_an_error_event(tmp_path):
         "server": {"port": port, "shutdown_timeout_s": 1},
         "experts": {"slow": {"kind": "openai", "base_url": str(upstream.make_url("/v1"))}},
     }
-    path = tmp_path / "moe.yaml"
-    path.write_text(yaml.safe_dump(config))
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moe_core.cli", "serve", "--config", str(path)],
-        env=dict(os.environ, MOE_DATA_DIR=str(tmp_path)),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     url = f"http://127.0.0.1:{port}"
     try:
-        async with aiohttp.ClientSession() as session:
-            await wait_healthy(url)
-            body = user("go", stream=True)
-            async with session.post(f"{url}/v1/chat/completions", json=body) as response:
-                await response.content.readline()  # the stream has started
-                server.send_signal(signal.SIGTERM)
-                rest = ""
-                try:  # the connection is closed right after the last event: read up to it
-                    async for line in response.content:
-                        rest += line.decode()
-                except aiohttp.ClientPayloadError:
-                    pass
-        assert "server_shutting_down" in rest
-        assert "[DONE]" not in rest
-        assert server.wait(timeout=15) == 0
+        with serving(config, tmp_path) as server:
+            async with aiohttp.ClientSession() as session:
+                await wait_healthy(url)
+                body = user("go", stream=True)
+                async with session.post(f"{url}/v1/chat/completions", json=body) as response:
+                    await response.content.readline()  # the stream has started
+                    server.send_signal(signal.SIGTERM)
+                    rest = ""
+                    try:  # the connection is closed right after the last event: read up to it
+                        async for line in response.content:
+                            rest += line.decode()
+                    except aiohttp.ClientPayloadError:
+                        pass
+            assert "server_shutting_down" in rest
+            assert "[DONE]" not in rest
+            assert server.wait(timeout=15) == 0
     finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
         await upstream.close()

@@ -6,18 +6,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
 import pytest
-import yaml
 from aiohttp.test_utils import TestServer
 
 from moe_openai_compat.testing import FakeOpenAI
-from tests.conftest import free_port, user, wait_healthy
+from tests.conftest import free_port, serving, user, wait_healthy
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux only")
 
@@ -48,45 +45,34 @@ async def test_two_workers_share_a_port_a_rate_limit_and_survive_a_kill(tmp_path
         "trackers": {"limits": {"kind": "rate-limit", "per_key": {"requests_per_minute": 30}}},
         "tracking": {"store": "sqlite", "path": str(tmp_path / "tracking.sqlite3")},
     }
-    path = tmp_path / "moe.yaml"
-    path.write_text(yaml.safe_dump(config))
-    env = dict(os.environ, MOE_DATA_DIR=str(tmp_path))
-    supervisor = subprocess.Popen(
-        [sys.executable, "-m", "moe_core.cli", "serve", "--config", str(path)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
     url = f"http://127.0.0.1:{port}"
     try:
-        await wait_healthy(url)
-        workers = children_of(supervisor.pid)
-        assert len(workers) == 2
-        # Fresh connections each time, so the kernel spreads them over both workers.
-        statuses = []
-        for _ in range(36):
-            async with (
-                aiohttp.ClientSession() as fresh,
-                fresh.post(f"{url}/v1/chat/completions", json=user("hi")) as answer,
-            ):
-                statuses.append(answer.status)
-        # The limit counts in the shared store: 30 across both workers, not 30 each.
-        assert statuses.count(200) == 30 and statuses.count(429) == 6
+        with serving(config, tmp_path) as supervisor:
+            await wait_healthy(url)
+            workers = children_of(supervisor.pid)
+            assert len(workers) == 2
+            # Fresh connections each time, so the kernel spreads them over both workers.
+            statuses = []
+            for _ in range(36):
+                async with (
+                    aiohttp.ClientSession() as fresh,
+                    fresh.post(f"{url}/v1/chat/completions", json=user("hi")) as answer,
+                ):
+                    statuses.append(answer.status)
+            # The limit counts in the shared store: 30 across both workers, not 30 each.
+            assert statuses.count(200) == 30 and statuses.count(429) == 6
 
-        victim = sorted(workers)[0]
-        os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            now = children_of(supervisor.pid)
-            if len(now) == 2 and victim not in now:
-                break
-            await asyncio.sleep(0.2)
-        assert len(children_of(supervisor.pid)) == 2, "a dead worker is replaced"
-        await wait_healthy(url)
-        supervisor.send_signal(signal.SIGTERM)
-        assert supervisor.wait(timeout=20) == 0
+            victim = sorted(workers)[0]
+            os.kill(victim, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                now = children_of(supervisor.pid)
+                if len(now) == 2 and victim not in now:
+                    break
+                await asyncio.sleep(0.2)
+            assert len(children_of(supervisor.pid)) == 2, "a dead worker is replaced"
+            await wait_healthy(url)
+            supervisor.send_signal(signal.SIGTERM)
+            assert supervisor.wait(timeout=20) == 0
     finally:
-        if supervisor.poll() is None:
-            supervisor.kill()
-            supervisor.wait()
         await upstream.close()

@@ -4,20 +4,16 @@ Retry-After, and a caller that leaves (disconnect, timeout, shutdown) stops its 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import aiohttp
 import pytest
-import yaml
 
 from moe_core import ExpertUnavailable
 from moe_core.testing import make_moe
 from moe_domain_llms.engine import ForwardGuard, Job, generate_batch
-from tests.conftest import free_port, user, wait_healthy
+from tests.conftest import free_port, serving, user, wait_healthy
 from tests.plugins.moe_domain_llms.scripted_models import with_context_window
 
 ENDLESS = 1_000_000  # tokens: the tiny model would take hours
@@ -151,16 +147,8 @@ async def test_sigterm_stops_the_server_within_the_grace_period_during_generatio
 ):
     port = free_port()
     config = {"server": {"port": port, "shutdown_timeout_s": 1}, **local(long_model, **endless())}
-    path = tmp_path / "moe.yaml"
-    path.write_text(yaml.safe_dump(config))
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moe_core.cli", "serve", "--config", str(path)],
-        env=dict(os.environ, MOE_DATA_DIR=str(tmp_path)),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
+    with serving(config, tmp_path) as server:
         async with aiohttp.ClientSession() as session:
             await wait_healthy(url)
             body = user("hello", max_tokens=ENDLESS)
@@ -176,10 +164,6 @@ async def test_sigterm_stops_the_server_within_the_grace_period_during_generatio
         # the minutes an unbounded generation held the process before.
         assert stopped_in < 1 + 10
         assert server.returncode == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
 
 
 def test_a_batch_whose_callers_leave_stops_between_layers_even_reading_the_prompt(tiny_model):

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import aiohttp
 import pytest
-import yaml
 from aiohttp.test_utils import TestServer
 
 from moe_openai_compat.testing import FakeOpenAI
-from tests.conftest import free_port, user, wait_healthy
+from tests.conftest import free_port, serving, user, wait_healthy
 from tests.plugins.moe_metrics.conftest import parse, total
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux only")
@@ -43,44 +40,36 @@ async def test_a_scrape_sums_every_workers_counts(tmp_path):
         },
         "trackers": {},
     }
-    path = tmp_path / "moe.yaml"
-    path.write_text(yaml.safe_dump(config))
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
-    env = dict(os.environ, MOE_DATA_DIR=str(tmp_path), PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
-    supervisor = subprocess.Popen(
-        [sys.executable, "-m", "moe_core.cli", "serve", "--config", str(path)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     url = f"http://127.0.0.1:{port}"
     try:
-        await wait_healthy(url, timeout_s=90)
-        chats = 0
-        # Until both workers have answered some (the second may still be starting at first).
-        deadline = time.monotonic() + 60
-        while chats < 20 or len(writers(metrics_dir)) < 2:
-            assert time.monotonic() < deadline, f"one worker answered everything: {chats}"
-            status, _ = await fresh("POST", f"{url}/v1/chat/completions", json=user("hi"))
-            assert status == 200
-            chats += 1
-        for _ in range(4):
-            status, text = await fresh("GET", f"{url}/metrics")
-            assert status == 200
-            samples = parse(text)
-            assert total(samples, "moe_requests_total", route="/v1/chat/completions") == chats
-            assert (
-                total(
-                    samples, "moe_expert_call_duration_seconds_count", expert="remote", outcome="ok"
+        with serving(config, tmp_path, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)) as supervisor:
+            await wait_healthy(url, timeout_s=90)
+            chats = 0
+            # Until both workers have answered some (the second may still be starting at first).
+            deadline = time.monotonic() + 60
+            while chats < 20 or len(writers(metrics_dir)) < 2:
+                assert time.monotonic() < deadline, f"one worker answered everything: {chats}"
+                status, _ = await fresh("POST", f"{url}/v1/chat/completions", json=user("hi"))
+                assert status == 200
+                chats += 1
+            for _ in range(4):
+                status, text = await fresh("GET", f"{url}/metrics")
+                assert status == 200
+                samples = parse(text)
+                assert total(samples, "moe_requests_total", route="/v1/chat/completions") == chats
+                assert (
+                    total(
+                        samples,
+                        "moe_expert_call_duration_seconds_count",
+                        expert="remote",
+                        outcome="ok",
+                    )
+                    == chats
                 )
-                == chats
-            )
-            assert total(samples, "moe_models_loaded") == 1
-        supervisor.send_signal(signal.SIGTERM)
-        assert supervisor.wait(timeout=20) == 0
+                assert total(samples, "moe_models_loaded") == 1
+            supervisor.send_signal(signal.SIGTERM)
+            assert supervisor.wait(timeout=20) == 0
     finally:
-        if supervisor.poll() is None:
-            supervisor.kill()
-            supervisor.wait()
         await upstream.close()

@@ -3,13 +3,9 @@ upstreams it calls."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 
 import aiohttp
-import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -18,7 +14,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from moe_openai_compat.testing import FakeOpenAI
-from tests.conftest import free_port, user, wait_healthy
+from tests.conftest import free_port, serving, user, wait_healthy
 from tests.plugins.moe_otel.conftest import one
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -69,35 +65,24 @@ async def test_moe_serve_exports_spans_over_otlp_where_the_environment_says(tmp_
         },
         "trackers": {},
     }
-    path = tmp_path / "moe.yaml"
-    path.write_text(yaml.safe_dump(config))
-    env = {
-        **os.environ,
-        "MOE_DATA_DIR": str(tmp_path),
-        "OTEL_EXPORTER_OTLP_ENDPOINT": str(collector_server.make_url("")).rstrip("/"),
-        "OTEL_SERVICE_NAME": "moe-under-test",
-    }
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "moe_core.cli", "serve", "--config", str(path)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     url = f"http://127.0.0.1:{port}"
     try:
-        await wait_healthy(url, gateway, timeout_s=90)
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(f"{url}/v1/chat/completions", json=user("hi"), headers=CALLER) as got,
-        ):
-            assert got.status == 200
-        # Stopping the gateway flushes the spans still queued for export.
-        gateway.send_signal(signal.SIGTERM)
-        assert gateway.wait(timeout=30) == 0
+        with serving(
+            config,
+            tmp_path,
+            OTEL_EXPORTER_OTLP_ENDPOINT=str(collector_server.make_url("")).rstrip("/"),
+            OTEL_SERVICE_NAME="moe-under-test",
+        ) as gateway:
+            await wait_healthy(url, gateway, timeout_s=90)
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(f"{url}/v1/chat/completions", json=user("hi"), headers=CALLER) as got,
+            ):
+                assert got.status == 200
+            # Stopping the gateway flushes the spans still queued for export.
+            gateway.send_signal(signal.SIGTERM)
+            assert gateway.wait(timeout=30) == 0
     finally:
-        if gateway.poll() is None:
-            gateway.kill()
-            gateway.wait()
         await upstream.close()
         await collector_server.close()
     received = collector.spans()
