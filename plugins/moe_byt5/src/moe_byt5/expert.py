@@ -21,7 +21,13 @@ from typing import Any, Literal
 from pydantic import Field
 
 from moe_core import ChatRequest, Expert, ExpertCard, ExpertResult, InvalidRequest, Options, Usage
-from moe_localmodels import LOADING_LOCK, ModelWorker, pick_device, resolve_checkpoint
+from moe_localmodels import (
+    LOADING_LOCK,
+    ModelWorker,
+    check_dimensions,
+    pick_device,
+    resolve_checkpoint,
+)
 
 DEFAULT_CHECKPOINT = "google/byt5-small"
 TASKS = ("generate", "embed")
@@ -146,14 +152,7 @@ class ByT5Expert(Expert):
         self, texts: list[str], *, dimensions: int | None = None
     ) -> tuple[list[list[float]], int]:
         """Each text's ``embed`` vector and the bytes they took, for ``POST /v1/embeddings``."""
-        size = self._model.config.d_model
-        if dimensions is not None and dimensions != size:
-            raise InvalidRequest(
-                f"expert {self.name!r} makes {size}-dimensional vectors and cannot shorten "
-                f"them; leave dimensions out (or send {size})",
-                param="dimensions",
-                code="invalid_value",
-            )
+        check_dimensions(f"expert {self.name!r}", self._model.config.d_model, dimensions)
         return await self.worker.run(self._embed_many, texts)
 
     def _embed(self, text: str) -> tuple[list[float], int]:

