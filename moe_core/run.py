@@ -349,15 +349,7 @@ class Run:
         return request
 
     async def _admit(self, slot: ExpertSlot) -> None:
-        for guard in self._guards:
-            try:
-                await guard.admit(slot.name, slot.card.provider)
-            except MoEError:
-                raise
-            except Exception as exc:
-                # A guard that cannot decide (its store is down) lets the call through: losing
-                # a breaker or a limit for a moment beats refusing every request.
-                log.warning("guard.failed", guard=type(guard).__name__, error=str(exc))
+        await admit(self._guards, slot)
 
     def _check_budget(self, slot: ExpertSlot, request: ChatRequest) -> None:
         """Refuse to start a call whose worst case would take the request past its budget.
@@ -425,6 +417,19 @@ class Run:
                 cancelled=isinstance(error, CallCancelled),
             )
         )
+
+
+async def admit(guards: Sequence[CallGuard], slot: ExpertSlot) -> None:
+    """Ask every guard whether ``slot``'s expert may be called; a refusal is its
+    :class:`MoEError`. A guard that cannot decide (its store is down) lets the call through:
+    losing a breaker or a limit for a moment beats refusing every request."""
+    for guard in guards:
+        try:
+            await guard.admit(slot.name, slot.card.provider)
+        except MoEError:
+            raise
+        except Exception as exc:
+            log.warning("guard.failed", guard=type(guard).__name__, error=str(exc))
 
 
 def _as_moe_error(slot: ExpertSlot, exc: Exception) -> Exception:

@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from moe_cache.embedding import Embedder, embed_question
+from moe_cache.embedding import embed_question
 from moe_cache.keys import CallKey, call_key, fingerprint, is_sampled
 from moe_cache.middleware import POLICY, Policy
 from moe_cache.options import ALL, CacheOptions
 from moe_cache.stores import CacheStore, open_store
 from moe_core import ConfigError, MoE, Tracker
+from moe_core.embedding import Embedder
 from moe_core.models import ChatRequest, ExpertResult
 from moe_core.parts import require_known_experts
 from moe_core.run import Run

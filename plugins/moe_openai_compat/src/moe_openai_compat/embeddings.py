@@ -1,70 +1,42 @@
 """``POST /v1/embeddings``: OpenAI's embeddings wire format over every expert that can embed.
 
 Experts come from plugins that cannot import this one, so "can embed" is a duck-typed protocol,
-:class:`Embedder`, checked with ``isinstance``: the ``sentence-embedding`` expert, the ``byt5`` and
-``longformer`` experts (their ``embed`` task) and the ``openai`` expert (the upstream's own
-``/embeddings``, passed through) implement it. ``model: auto`` embeds with the expert the
-frontend's ``embeddings_model`` option names, else the first expert whose card lists the
-``embed`` capability. Each call is guarded like a chat call (the expert must be ready, circuit
-breakers and rate limits are asked, its ``timeout_s`` applies) and reported to trackers as an
-:class:`~moe_core.events.ExpertCalled` with task type ``embed``, so usage and cost are counted.
+:class:`~moe_core.embedding.Embedder`, checked with ``isinstance``: the ``sentence-embedding``
+expert, the ``byt5`` and ``longformer`` experts (their ``embed`` task) and the ``openai`` expert
+(the upstream's own ``/embeddings``, passed through) implement it. ``model: auto`` embeds with
+the expert the frontend's ``embeddings_model`` option names, else the first expert whose card
+lists the ``embed`` capability. Each call goes through :func:`moe_core.embedding.embed`, guarded
+like a chat call (the expert must be ready, circuit breakers and rate limits are asked, its
+``timeout_s`` applies) and reported to trackers with task type ``embed``, so usage and cost are
+counted.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import sys
-import time
 from array import array
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 import orjson
-import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from moe_core import (
     MOE_KEY,
     ConfigError,
-    ExpertFailed,
-    ExpertTimeout,
     InvalidRequest,
     ModelNotFound,
     MoE,
-    MoEError,
     UpstreamError,
-    Usage,
 )
 from moe_core.appkeys import REQUEST_ID_KEY
-from moe_core.events import ExpertCalled, elapsed_ms
+from moe_core.embedding import EMBED, Embedder, embed
 from moe_core.http import json_response, read_json_body
 from moe_core.pool import ExpertSlot
 from moe_openai_compat.bodies import parse_body
 from moe_openai_compat.options import OpenAIFrontendOptions
-
-log = structlog.get_logger(__name__)
-
-EMBED = "embed"
-"""The capability (on a card) and the task type (in tracker events) of embedding."""
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """An expert that turns texts into vectors, for ``POST /v1/embeddings``.
-
-    ``embed`` returns ``(vectors, prompt_tokens)``: one vector (a list of floats) per text, in
-    order, and the tokens all the texts took together. It raises
-    :class:`~moe_core.InvalidRequest` with ``param="dimensions"`` when it cannot make vectors of
-    ``dimensions`` numbers, and with ``param="model"`` when this instance cannot embed at all
-    (a ``longformer`` expert configured without an embedding checkpoint). Concurrent calls may
-    share the model's forward passes; that is the expert's business.
-    """
-
-    async def embed(
-        self, texts: list[str], *, dimensions: int | None = None
-    ) -> tuple[list[list[float]], int]: ...
 
 
 class EmbeddingsRequest(BaseModel):
@@ -170,64 +142,6 @@ def embedder_slot(moe: MoE, model: str, configured: str | None) -> ExpertSlot:
     return slot
 
 
-async def embed_with(
-    moe: MoE, slot: ExpertSlot, texts: list[str], dimensions: int | None, request_id: str
-) -> tuple[list[list[float]], int]:
-    """Call one expert's ``embed`` the way the pipeline calls ``generate``: ready check,
-    call guards, the expert's timeout, one tracker event whatever the outcome."""
-    slot.check_ready()
-    for guard in moe.guards:
-        await guard.admit(slot.name, slot.card.provider)
-    expert: Embedder = slot.expert  # type: ignore[assignment] - checked by embedder_slot
-    started = time.perf_counter()
-    try:
-        async with asyncio.timeout(slot.timeout_s):
-            vectors, tokens = await expert.embed(texts, dimensions=dimensions)
-        if len(vectors) != len(texts):
-            raise UpstreamError(
-                f"expert {slot.name!r} returned {len(vectors)} vectors for {len(texts)} texts"
-            )
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        error = _as_error(slot, exc)
-        await moe.emit(_called(slot, request_id, started, None, error))
-        if error is exc:
-            raise
-        raise error from exc
-    await moe.emit(_called(slot, request_id, started, tokens, None))
-    return vectors, tokens
-
-
-def _as_error(slot: ExpertSlot, exc: Exception) -> MoEError:
-    if isinstance(exc, MoEError):
-        return exc
-    if isinstance(exc, TimeoutError):
-        return ExpertTimeout(f"expert {slot.name!r} did not answer within {slot.timeout_s} s")
-    log.error("embeddings.expert_failed", expert=slot.name, error=repr(exc))
-    return ExpertFailed(f"expert {slot.name!r} failed: {type(exc).__name__}: {exc}")
-
-
-def _called(
-    slot: ExpertSlot, request_id: str, started: float, tokens: int | None, error: MoEError | None
-) -> ExpertCalled:
-    usage = None if tokens is None else Usage.of(tokens, 0)
-    return ExpertCalled(
-        request_id=request_id,
-        expert=slot.name,
-        provider=slot.card.provider,
-        task_type=EMBED,
-        latency_ms=elapsed_ms(started),
-        ok=error is None,
-        streamed=False,
-        usage=usage,
-        cost_usd=None if tokens is None else tokens * slot.card.cost_per_1k_input / 1000,
-        error=None if error is None else error.message,
-        error_code=None if error is None else error.code,
-        error_status=None if error is None else error.status,
-    )
-
-
 def encode_vector(vector: Sequence[float], encoding_format: str) -> list[float] | str:
     """A vector as OpenAI sends it: a list of floats, or base64 of little-endian float32."""
     if encoding_format == "float":
@@ -311,8 +225,8 @@ def add_embeddings_routes(app: web.Application, options: OpenAIFrontendOptions) 
             max_chars=options.embeddings_max_chars,
         )
         slot = embedder_slot(moe, body.model, options.embeddings_model)
-        vectors, tokens = await embed_with(
-            moe, slot, texts, body.dimensions, request[REQUEST_ID_KEY]
+        vectors, tokens = await embed(
+            moe, slot, texts, request_id=request[REQUEST_ID_KEY], dimensions=body.dimensions
         )
         return json_response(embeddings_body(slot.name, vectors, tokens, body.encoding_format))
 
