@@ -6,12 +6,14 @@ serve`` in front of the fake upstream, driven by bench/loadgen.py at 32 concurre
 under ``valgrind --tool=callgrind``: after a warm-up the counters are zeroed, the load runs, and
 the counters are dumped, so start-up and imports are left out. The total over the requests the
 load generator completed is the figure, for streamed and one-piece answers. ``--upstream`` also
-counts the fake upstream itself (served directly), the baseline the gateway is compared with.
+counts the fake upstream itself (served directly), the baseline the gateway is compared with;
+``--metrics`` also counts a second gateway with moe-metrics on, so that what the plugin costs a
+request is a count too, not only a throughput ratio that the machine's noise moves.
 
 Callgrind counts user-space instructions only: system calls (one per socket write) cost CPU it
 does not see, which is why bench/overhead.py also records CPU time per request.
 
-    python bench/instructions.py [--upstream] [--seconds 20] [--keep DIR]
+    python bench/instructions.py [--upstream] [--metrics] [--seconds 20] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ def _dumped(new: set[Path]) -> int | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--upstream", action="store_true", help="also count the upstream alone")
+    parser.add_argument("--metrics", action="store_true", help="also count moe-metrics on")
     parser.add_argument("--seconds", type=float, default=20.0, help="load per measurement")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--keep", type=Path, help="keep callgrind's dumps in this folder")
@@ -107,6 +110,11 @@ def main() -> int:
         wrap = callgrind(work, "gateway")
         gateway = start_gateway(work, upstream, wrap=wrap, ready_path="/health/live")
         targets = [st.enter_context(gateway)]
+        if args.metrics:
+            wrap = callgrind(work, "gateway_metrics")
+            targets.append(st.enter_context(start_gateway(
+                work, upstream, name="gateway_metrics", metrics=True, wrap=wrap,
+                ready_path="/health/live")))  # fmt: skip
         if args.upstream:
             wrap = callgrind(work, "direct")
             targets.append(st.enter_context(start_upstream(work, wrap=wrap, name="direct")))

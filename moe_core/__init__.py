@@ -25,6 +25,7 @@ from moe_core.errors import (
     RateLimited,
     UpstreamError,
 )
+from moe_core.http import RequestObserver
 from moe_core.logging import library_defaults
 from moe_core.models import (
     ChatMessage,
@@ -55,6 +56,7 @@ from moe_core.parts import (
 )
 from moe_core.plugins import (
     AddMiddleware,
+    AddRequestObserver,
     BaseURL,
     CombinerOptions,
     Options,
@@ -70,6 +72,7 @@ library_defaults()
 __all__ = [
     "MOE_KEY",
     "AddMiddleware",
+    "AddRequestObserver",
     "AuthenticationFailed",
     "BaseURL",
     "BudgetExceeded",
@@ -109,6 +112,7 @@ __all__ = [
     "RateLimited",
     "Register",
     "RegisterSection",
+    "RequestObserver",
     "RoutingDecision",
     "RoutingHints",
     "Run",

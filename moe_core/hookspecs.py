@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from moe_core.orchestrator import MoE
-    from moe_core.plugins import AddMiddleware, Register, RegisterSection
+    from moe_core.plugins import AddMiddleware, AddRequestObserver, Register, RegisterSection
 
 hookspec = pluggy.HookspecMarker("moe")
 
@@ -207,8 +207,14 @@ def moe_default_config() -> dict[str, Any] | None:
 
 
 @hookspec
-def moe_setup_app(app: web.Application, moe: MoE, add_middleware: AddMiddleware) -> None:
-    """Add middlewares and startup/cleanup contexts to the gateway's aiohttp application.
+def moe_setup_app(
+    app: web.Application,
+    moe: MoE,
+    add_middleware: AddMiddleware,
+    add_request_observer: AddRequestObserver,
+) -> None:
+    """Add middlewares, request observers, routes and startup/cleanup contexts to the gateway's
+    aiohttp application. An implementation takes only the arguments it uses.
 
     ``add_middleware(middleware, stage=...)`` places an aiohttp middleware in one of three
     stages, run in this order for each request: ``"auth"`` (who the caller is), ``"limits"``
@@ -217,10 +223,17 @@ def moe_setup_app(app: web.Application, moe: MoE, add_middleware: AddMiddleware)
     of them the core assigns the request id, logs the request and turns every error into the
     wire format's envelope, so a middleware raises :class:`moe_core.MoEError` to refuse.
 
+    ``add_request_observer(observer)`` adds a :class:`moe_core.RequestObserver`, told when each
+    request starts, when its response's first byte is about to go out, and when it ends, with
+    the final response or error. It sits outside every middleware, so it sees every request,
+    refused ones included, and costs a request less than a middleware does: the way to measure
+    or trace requests, rather than to change them.
+
     Resources with a lifetime go in ``app.cleanup_ctx`` (aiohttp's own API); ``moe`` is the
     gateway the application serves.
 
-    Called once per application, after the frontends' routes are added.
+    Called once per application, before the frontends' routes are added (a route added here
+    takes precedence over a frontend's catch-all).
     """
 
 

@@ -108,3 +108,45 @@ def status_of(error: BaseException) -> int:
     if isinstance(error, asyncio.CancelledError):
         return CLIENT_CLOSED
     return 500
+
+
+class RequestObserver:
+    """Sees every HTTP request the gateway answers, from its outermost layer: for metrics,
+    traces and audit logs.
+
+    Cheaper than a middleware, which adds a layer every request passes through on its way in
+    and out, and it sees what a plugin's middleware cannot: requests the core's key check
+    refuses, and every error envelope. Register one with ``add_request_observer`` in
+    :func:`moe_core.hookspecs.moe_setup_app`.
+
+    Each method runs in the request's own task, so a context variable set in
+    :meth:`request_started` is seen by the handler, the pipeline's trackers and
+    :meth:`request_ended`. They run on every request: keep them quick, and never raise. The
+    defaults do nothing.
+    """
+
+    def request_started(self, request: web.Request) -> None:
+        """Before the request reaches any middleware (its request id is already assigned)."""
+
+    def request_ended(
+        self,
+        request: web.Request,
+        status: int,
+        response: web.StreamResponse | None,
+        error: BaseException | None,
+    ) -> None:
+        """Once the handler is done.
+
+        :param status: the status the client is answered with, or would have been (499 for a
+            client that went away: :func:`status_of`).
+        :param response: what the client is answered with: the handler's response, or the
+            error envelope made from ``error``. An answer in one piece is not sent yet, so a
+            header added here still reaches the client; a stream (``response.prepared``) is
+            complete. ``None`` when the request was cut (the client went away, the server shut
+            down).
+        :param error: what the handler raised, or ``None``.
+        """
+
+    def response_starting(self, request: web.Request, response: web.StreamResponse) -> None:
+        """As the response's headers are about to go out (they can still be changed): inside
+        the handler for a stream, after :meth:`request_ended` for an answer in one piece."""

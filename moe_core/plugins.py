@@ -71,6 +71,13 @@ class AddMiddleware(Protocol):
     def __call__(self, middleware: Any, *, stage: MiddlewareStage = "routes") -> None: ...
 
 
+class AddRequestObserver(Protocol):
+    """The other callback :func:`moe_core.hookspecs.moe_setup_app` receives: it takes a
+    :class:`moe_core.http.RequestObserver`."""
+
+    def __call__(self, observer: Any) -> None: ...
+
+
 @dataclass(frozen=True)
 class Section:
     """A top-level configuration section a plugin declared."""
@@ -283,8 +290,20 @@ class MoEPluginManager:
                 _merge(merged, fragment, owners, plugin, self._infos, "")
         return merged
 
-    def setup_app(self, app: Any, moe: Any, add_middleware: AddMiddleware) -> None:
-        self._each("moe_setup_app", app=app, moe=moe, add_middleware=add_middleware)
+    def setup_app(
+        self,
+        app: Any,
+        moe: Any,
+        add_middleware: AddMiddleware,
+        add_request_observer: AddRequestObserver,
+    ) -> None:
+        self._each(
+            "moe_setup_app",
+            app=app,
+            moe=moe,
+            add_middleware=add_middleware,
+            add_request_observer=add_request_observer,
+        )
 
     def register_commands(self, commands: Any) -> None:
         self._each("moe_register_commands", commands=commands)
@@ -295,9 +314,10 @@ class MoEPluginManager:
         return [(impl.plugin_name, self._call(impl, hook, **kwargs)) for impl in impls]
 
     def _call(self, impl: Any, hook: str, **kwargs: Any) -> Any:
-        """One plugin's implementation of ``hook``: a failure names the plugin."""
+        """One plugin's implementation of ``hook``, given the arguments it takes (as pluggy
+        does: an implementation may leave out any): a failure names the plugin."""
         try:
-            return impl.function(**kwargs)
+            return impl.function(**{name: kwargs[name] for name in impl.argnames})
         except (PluginError, ConfigError):
             raise
         except Exception as exc:

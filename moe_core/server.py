@@ -1,8 +1,8 @@
 """The aiohttp application: every registered frontend, behind a few small middlewares.
 
-Middlewares, outermost first: request id + access log + error envelope, then the ``auth`` stage
-(the core's bearer keys first), the ``limits`` stage and the ``routes`` stage, where plugins add
-theirs (:func:`moe_core.hookspecs.moe_setup_app`). Every
+Middlewares, outermost first: request id + access log + error envelope + request observers,
+then the ``auth`` stage (the core's bearer keys first), the ``limits`` stage and the ``routes``
+stage, where plugins add theirs (:func:`moe_core.hookspecs.moe_setup_app`). Every
 error a client can see, aiohttp's own 404/405/413 included, is OpenAI's envelope
 ``{"error": {"message", "type", "param", "code"}}``; an unexpected exception is logged with its
 traceback and answered with a plain 500 envelope, never the traceback itself.
@@ -46,7 +46,13 @@ from moe_core.errors import (
     PermissionDenied,
 )
 from moe_core.events import elapsed_ms
-from moe_core.http import body_too_large, error_response, json_response
+from moe_core.http import (
+    RequestObserver,
+    body_too_large,
+    error_response,
+    json_response,
+    status_of,
+)
 from moe_core.orchestrator import MoE, build_part, new_request_id
 from moe_core.parts import Frontend
 from moe_core.plugins import MIDDLEWARE_STAGES, MiddlewareStage
@@ -55,6 +61,7 @@ from moe_core.reload import reload, spawn
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ResponseSignal = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
 REQUEST_ID_HEADER = "X-Request-Id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Paths that must answer without a key: load balancers probe them.
@@ -88,7 +95,6 @@ def create_app(moe: MoE, *, wait_for_experts: bool = False) -> web.Application:
     app[PUBLIC_PATHS_KEY] = set(PUBLIC_PATHS)
     app[CUT_WARNINGS_KEY] = set()
     app.on_shutdown.append(_warn_before_cut)
-    app.on_response_prepare.append(_add_request_id_header)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # The port is bound while the gate and experts load, so that health checks see
@@ -105,8 +111,10 @@ def create_app(moe: MoE, *, wait_for_experts: bool = False) -> web.Application:
         await moe.aclose()
 
     app.cleanup_ctx.append(lifecycle)
-    moe.plugins.setup_app(app, moe, add_middleware)
-    app.middlewares.append(_request_middleware(server.access_log))
+    observers: list[RequestObserver] = []
+    moe.plugins.setup_app(app, moe, add_middleware, observers.append)
+    app.on_response_prepare.append(_response_starting(tuple(observers)))
+    app.middlewares.append(_request_middleware(server.access_log, tuple(observers)))
     for stage in MIDDLEWARE_STAGES:
         app.middlewares.extend(stages[stage])
     # Frontends come last: a middleware a frontend adds (a catch-all route) runs inside auth.
@@ -166,10 +174,10 @@ def build_frontends(moe: MoE) -> list[Frontend]:
     return frontends
 
 
-def _request_middleware(access_log: bool):
+def _request_middleware(access_log: bool, observers: tuple[RequestObserver, ...]):
     """The outermost layer: a request id bound into every log line, errors of every kind turned
-    into OpenAI's envelope, and the access log. One middleware rather than three, because each
-    layer costs every request."""
+    into OpenAI's envelope, the access log and the request observers. One middleware rather
+    than several, because each layer costs every request."""
 
     @web.middleware
     async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -178,11 +186,23 @@ def _request_middleware(access_log: bool):
         request[REQUEST_ID_KEY] = rid
         structlog.contextvars.bind_contextvars(request_id=rid)
         started = time.perf_counter()
+        for observer in observers:
+            observer.request_started(request)
         status = 500
+        response: web.StreamResponse | None = None
+        error: BaseException | None = None
         try:
-            response = await _answer(request, handler)
+            try:
+                response = await handler(request)
+            except Exception as exc:
+                error = exc
+                response = _envelope(request, exc)
             status = response.status
             return response
+        except BaseException as exc:  # cancelled, or a redirect
+            error = exc
+            status = status_of(exc)
+            raise
         finally:
             if access_log:
                 log.info(
@@ -192,41 +212,49 @@ def _request_middleware(access_log: bool):
                     status=status,
                     ms=elapsed_ms(started),
                 )
+            for observer in observers:
+                observer.request_ended(request, status, response, error)
             structlog.contextvars.unbind_contextvars("request_id")
 
     return request_id
 
 
-async def _add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
-    rid = request.get(REQUEST_ID_KEY)
-    if rid is not None:
+def _response_starting(observers: tuple[RequestObserver, ...]) -> ResponseSignal:
+    """The ``on_response_prepare`` signal: the request id header, then the observers."""
+
+    async def starting(request: web.Request, response: web.StreamResponse) -> None:
+        rid = request.get(REQUEST_ID_KEY)
+        if rid is None:  # refused before the middleware (aiohttp's own 400 for a bad request)
+            return
         response.headers[REQUEST_ID_HEADER] = rid
+        for observer in observers:
+            observer.response_starting(request, response)
+
+    return starting
 
 
-async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The handler's response, or the error envelope for whatever it raised."""
-    try:
-        return await handler(request)
-    except MoEError as exc:
+def _envelope(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The error envelope for what a handler raised; a redirect is raised again, as it is no
+    error."""
+    if isinstance(exc, MoEError):
         return error_response(exc)
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         return error_response(_from_http_exception(request, exc))
-    except Exception:
-        log.exception("http.unhandled_error", method=request.method, path=request.path)
-        return json_response(
-            {
-                "error": {
-                    "message": "The server had an error while processing your request. "
-                    f"Request id: {request.get(REQUEST_ID_KEY)}",
-                    "type": "server_error",
-                    "param": None,
-                    "code": "internal_error",
-                }
-            },
-            status=500,
-        )
+    log.exception("http.unhandled_error", method=request.method, path=request.path)
+    return json_response(
+        {
+            "error": {
+                "message": "The server had an error while processing your request. "
+                f"Request id: {request.get(REQUEST_ID_KEY)}",
+                "type": "server_error",
+                "param": None,
+                "code": "internal_error",
+            }
+        },
+        status=500,
+    )
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> MoEError:

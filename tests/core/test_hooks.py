@@ -10,7 +10,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import BaseModel, ConfigDict
 
-from moe_core import ConfigError, Options, PluginError, RateLimited, Tracker, hookimpl
+from moe_core import (
+    ConfigError,
+    Options,
+    PluginError,
+    RateLimited,
+    RequestObserver,
+    Tracker,
+    hookimpl,
+)
 from moe_core.cli import build_parser
 from moe_core.config import NO_DEFAULT, load_config
 from moe_core.plugins import create_plugin_manager
@@ -174,6 +182,59 @@ async def test_middlewares_run_by_stage_and_contexts_wrap_the_app(monkeypatch):
     finally:
         await client.close()
     assert lifecycle == ["started", "stopped"]
+
+
+async def test_request_observers_see_every_request_from_outside_every_middleware(
+    monkeypatch, gateway
+):
+    """Told of a request the key check refuses too, with its status and error; a header added
+    when an answer in one piece ends reaches the client; a stream's first byte comes before its
+    end. A hook implementation takes only the arguments it uses."""
+    events: list[tuple[Any, ...]] = []
+
+    class Watch(RequestObserver):
+        def request_started(self, request):
+            events.append(("started", request.path))
+
+        def response_starting(self, request, response):
+            events.append(("starting", response.status))
+
+        def request_ended(self, request, status, response, error):
+            events.append(("ended", status, type(error).__name__ if error else None))
+            if response is not None and not response.prepared:
+                response.headers["X-Watched"] = "yes"
+
+    class Adds:
+        @hookimpl
+        def moe_setup_app(self, add_request_observer):
+            add_request_observer(Watch())
+
+    monkeypatch.setenv("TEST_HOOK_KEYS", "k1")
+    config = {**ECHO, "server": {"api_keys_env": "TEST_HOOK_KEYS"}}
+    client = await gateway(config, plugins=[("adds", Adds())])
+    key = {"Authorization": "Bearer k1"}
+    body = user("hi", model="echo")
+    refused = await client.get("/-/stats")
+    assert refused.status == 401 and refused.headers["X-Watched"] == "yes"
+    assert events == [
+        ("started", "/-/stats"),
+        ("ended", 401, "AuthenticationFailed"),
+        ("starting", 401),
+    ]
+    events.clear()
+    answered = await client.post("/v1/chat/completions", json=body, headers=key)
+    assert answered.status == 200 and answered.headers["X-Watched"] == "yes"
+    assert events == [("started", "/v1/chat/completions"), ("ended", 200, None),
+                      ("starting", 200)]  # fmt: skip
+    events.clear()
+    streamed = await client.post("/v1/chat/completions", json={**body, "stream": True}, headers=key)
+    assert streamed.status == 200 and (await streamed.read()).endswith(b"[DONE]\n\n")
+    assert "X-Watched" not in streamed.headers  # its headers were gone before it ended
+    assert events == [("started", "/v1/chat/completions"), ("starting", 200),
+                      ("ended", 200, None)]  # fmt: skip
+    events.clear()
+    assert (await client.get("/no/such/path", headers=key)).status == 404
+    assert events[1] == ("ended", 404, "HTTPNotFound")
 
 
 def test_a_plugin_adds_a_command(capsys):

@@ -85,7 +85,7 @@ async def test_label_values_stay_bounded_whatever_clients_send(gateway):
     assert total(samples, "moe_requests_total", method="other", status="405") == 1
 
 
-async def test_rate_limit_rejections_are_counted(gateway, monkeypatch):
+async def test_rate_limit_and_key_rejections_are_counted(gateway, monkeypatch):
     monkeypatch.setenv("TEST_CLIENT_KEYS", "client-key")
     monkeypatch.setenv("TEST_ADMIN_KEYS", "admin-key")
     config = {
@@ -98,10 +98,14 @@ async def test_rate_limit_rejections_are_counted(gateway, monkeypatch):
     key = {"Authorization": "Bearer client-key"}
     statuses = [(await client.post(CHAT, json=chat(), headers=key)).status for _ in range(5)]
     assert statuses == [200, 200, 429, 429, 429]
+    # A request the key check refuses is counted too, and told its overhead.
+    refused = await client.post(CHAT, json=chat())
+    assert refused.status == 401 and float(refused.headers["x-moe-overhead-ms"]) >= 0
     # The scrape comes with the admin key, whose own budget is untouched.
     samples = await scrape(client, Authorization="Bearer admin-key")
     assert total(samples, "moe_rate_limited_total", route=CHAT) == 3
     assert total(samples, "moe_requests_total", route=CHAT, status="429") == 3
+    assert total(samples, "moe_requests_total", route=CHAT, status="401") == 1
 
 
 class StatedConfidence(Gate):

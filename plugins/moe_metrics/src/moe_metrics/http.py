@@ -6,36 +6,30 @@ waiting on experts. For an answer in one piece that is the whole handler time le
 call; a streamed answer's headers go out once its first chunk is there, while its expert call
 is still running: that call counts as expert time from the moment routing ended (or the
 previous call ended), so the header says what routing, trackers and fallbacks cost before the
-first chunk. Time is measured from this plugin's middleware, the first in the ``auth`` stage
-after the core's own key check.
+first chunk. Time is measured from the gateway's outermost layer, where the core calls request
+observers, so a request its key check refuses is counted too.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from moe_core import AddMiddleware, MoEError
-from moe_core.http import status_of
+from moe_core import AddRequestObserver, MoEError, RequestObserver
 from moe_core.server import Handler, require_admin
 from moe_metrics.instruments import method_label
 from moe_metrics.tracker import SCOPE, MetricsTracker, RequestScope
 
 OVERHEAD_HEADER = "x-moe-overhead-ms"
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
-PrepareSignal = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
 
 
-def mount(app: web.Application, tracker: MetricsTracker, add_middleware: AddMiddleware) -> None:
+def mount(app: web.Application, tracker: MetricsTracker, observe: AddRequestObserver) -> None:
     """Serve the scrape, and measure every request."""
-    middleware, add_overhead = measurements(tracker)
-    add_middleware(middleware, stage="auth")
-    app.on_response_prepare.append(add_overhead)
+    observe(Measurements(tracker))
     app.router.add_get(tracker.settings.path, scrape_handler(tracker))
 
 
@@ -45,86 +39,74 @@ def route_label(request: web.Request) -> str:
     return "unmatched" if resource is None else resource.canonical
 
 
-def measurements(tracker: MetricsTracker) -> tuple[Middleware, PrepareSignal]:
-    """The middleware that times each request, and the signal that adds its overhead header.
+class Measurements(RequestObserver):
+    """Times each request, counts it when it ends, and adds its overhead header as its first
+    byte is about to go out.
 
-    The request's scope travels in :data:`SCOPE` alone: aiohttp handles each request in a task
-    of its own, so the signal (run in that task once the handler returned) still sees it, and
-    no other request can (the scope names its request, which the signal checks)."""
-    recorder = tracker.recorder
-    labels: dict[tuple[object, str], tuple[str, str]] = {}
+    The request's scope travels in :data:`SCOPE` alone: the core calls an observer in the
+    request's own task, where the pipeline's events reach the tracker too."""
 
-    def route_and_method(request: web.Request, scope: RequestScope) -> tuple[str, str]:
-        found = scope.labels
-        if found is None:
-            route = request.match_info.route
-            found = labels.get((route, request.method))
-            if found is None:
-                found = (route_label(request), method_label(request.method))
-                if route.resource is not None:  # a miss makes a new route object every time
-                    labels[route, request.method] = found
-            scope.labels = found
-        return found
+    def __init__(self, tracker: MetricsTracker) -> None:
+        self.recorder = tracker.recorder
+        self._labels: dict[tuple[object, str], tuple[str, str]] = {}
 
-    def overhead(scope: RequestScope, response: web.StreamResponse) -> float:
-        now = time.perf_counter()
-        seconds = now - scope.started
-        if scope.routed_at is not None:
-            seconds = max(0.0, seconds - scope.expert_seconds(now))
-            if not scope.finished:
-                scope.first_byte_at = now  # a stream: its first chunk is what goes out now
-        scope.overhead = seconds
-        response.headers[OVERHEAD_HEADER] = f"{seconds * 1000:.3f}"
-        return seconds
-
-    @web.middleware
-    async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def request_started(self, request: web.Request) -> None:
         scope = RequestScope()
         scope.started = time.perf_counter()
-        scope.request = request
         SCOPE.set(scope)
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            if not response.prepared:  # an answer in one piece: nothing else happens before
-                overhead(scope, response)  # its first byte, and the figure is counted below
-            return response
-        except BaseException as exc:
-            status = status_of(exc)
-            if isinstance(exc, MoEError) and exc.code == "rate_limit_exceeded":
-                recorder.rate_limited(route_and_method(request, scope)[0])
-            raise
-        finally:
-            scope.ended = True
-            elapsed = time.perf_counter() - scope.started
-            route, method = route_and_method(request, scope)
-            first = scope.first_byte_at
-            recorder.request(
-                route,
-                method,
-                scope.model,
-                scope.expert,
-                str(status),
-                elapsed,
-                scope.overhead,
-                None if first is None else first - scope.started,
-            )
 
-    async def add_overhead(request: web.Request, response: web.StreamResponse) -> None:
-        """The header of a response the middleware did not see before its first byte: a stream
-        (prepared by its handler) or an error envelope (made outside the middleware). An
-        ``on_response_prepare`` signal, run as that byte is about to go out."""
+    def request_ended(
+        self,
+        request: web.Request,
+        status: int,
+        response: web.StreamResponse | None,
+        error: BaseException | None,
+    ) -> None:
         scope = SCOPE.get()
-        if scope is None or scope.request is not request:
-            return  # refused before this plugin's middleware (the core's key check)
-        if scope.overhead is not None:
+        if scope is None:
             return
-        seconds = overhead(scope, response)
-        if scope.ended:  # an error envelope: the request was counted already
-            recorder.overhead(route_and_method(request, scope)[0], seconds)
+        if response is not None and not response.prepared:  # in one piece: nothing else
+            _overhead(scope, response)  # happens before its first byte, so this is its overhead
+        route, method = self._route_and_method(request)
+        if isinstance(error, MoEError) and error.code == "rate_limit_exceeded":
+            self.recorder.rate_limited(route)
+        first = scope.first_byte_at
+        self.recorder.request(
+            route,
+            method,
+            scope.model,
+            scope.expert,
+            str(status),
+            time.perf_counter() - scope.started,
+            scope.overhead,
+            None if first is None else first - scope.started,
+        )
 
-    return measure, add_overhead
+    def response_starting(self, request: web.Request, response: web.StreamResponse) -> None:
+        scope = SCOPE.get()
+        if scope is not None and scope.overhead is None:  # a stream: its handler prepared it
+            _overhead(scope, response)
+
+    def _route_and_method(self, request: web.Request) -> tuple[str, str]:
+        route = request.match_info.route
+        found = self._labels.get((route, request.method))
+        if found is None:
+            found = (route_label(request), method_label(request.method))
+            if route.resource is not None:  # a miss makes a new route object every time
+                self._labels[route, request.method] = found
+        return found
+
+
+def _overhead(scope: RequestScope, response: web.StreamResponse) -> None:
+    """The gateway's own time so far, into the scope and the response's header."""
+    now = time.perf_counter()
+    seconds = now - scope.started
+    if scope.routed_at is not None:
+        seconds = max(0.0, seconds - scope.expert_seconds(now))
+        if not scope.finished:
+            scope.first_byte_at = now  # a stream: its first chunk is what goes out now
+    scope.overhead = seconds
+    response.headers[OVERHEAD_HEADER] = f"{seconds * 1000:.3f}"
 
 
 def scrape_handler(tracker: MetricsTracker) -> Handler:

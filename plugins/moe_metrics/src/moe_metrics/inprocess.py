@@ -90,13 +90,6 @@ class InProcessRecorder(Collector):
             counts[bisect_left(LATENCY_BUCKETS, first_token)] += 1.0
             counts[-1] += first_token
 
-    def overhead(self, route: str, seconds: float) -> None:
-        counts = self._overheads.get((route,))
-        if counts is None:
-            counts = self._overheads[route,] = _empty(OVERHEAD)
-        counts[bisect_left(OVERHEAD_BUCKETS, seconds)] += 1.0
-        counts[-1] += seconds
-
     def rate_limited(self, route: str) -> None:
         _add(self._values[RATE_LIMITED.name], (route,), 1.0)
 

@@ -160,11 +160,8 @@ class Recorder(Protocol):
         overhead: float | None,
         first_token: float | None,
     ) -> None:
-        """An HTTP request ended; ``overhead`` is ``None`` where its response is not made yet
-        (an error's, counted by :meth:`overhead`), ``first_token`` where it was not streamed."""
-
-    def overhead(self, route: str, seconds: float) -> None:
-        """The overhead of a response made after its request was counted (an error's)."""
+        """An HTTP request ended; ``overhead`` is ``None`` where no response went out (the
+        request was cut), ``first_token`` where it was not streamed."""
 
     def rate_limited(self, route: str) -> None: ...
 

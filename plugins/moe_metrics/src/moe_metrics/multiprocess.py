@@ -80,9 +80,6 @@ class MultiprocessRecorder:
         if first_token is not None:
             self._observe(TIME_TO_FIRST_TOKEN.name, (expert,), first_token)
 
-    def overhead(self, route: str, seconds: float) -> None:
-        self._observe(OVERHEAD.name, (route,), seconds)
-
     def rate_limited(self, route: str) -> None:
         self._count(RATE_LIMITED.name, (route,))
 

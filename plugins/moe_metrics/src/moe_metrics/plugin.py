@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from moe_core import AddMiddleware, MoE, Register, RegisterSection, hookimpl
+from moe_core import AddRequestObserver, MoE, Register, RegisterSection, hookimpl
 from moe_metrics.config import KIND, SECTION, MetricsConfig, add_tracker
 from moe_metrics.http import mount
 from moe_metrics.tracker import MetricsTracker
@@ -29,7 +29,7 @@ def moe_prepare_config(data: dict[str, Any], base_dir: Path, source: str) -> Non
 
 
 @hookimpl
-def moe_setup_app(app: web.Application, moe: MoE, add_middleware: AddMiddleware) -> None:
+def moe_setup_app(app: web.Application, moe: MoE, add_request_observer: AddRequestObserver) -> None:
     tracker = next((t for t in moe.trackers.values() if isinstance(t, MetricsTracker)), None)
     if tracker is not None:
-        mount(app, tracker, add_middleware)
+        mount(app, tracker, add_request_observer)

@@ -2,7 +2,7 @@
 what only events know about its request (the model asked for, the expert that answered, the
 time spent waiting on experts).
 
-That hand-over goes through :data:`SCOPE`, a context variable the HTTP middleware sets for each
+That hand-over goes through :data:`SCOPE`, a context variable the request observer sets for each
 request: events are emitted in the handler's task (or in tasks it spawns, which copy its
 context), so the tracker finds the request's :class:`RequestScope` without a table keyed by
 request id that a cancelled request could leave behind.
@@ -31,16 +31,12 @@ MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 class RequestScope:
     """One HTTP request as its metrics see it; the tracker fills in what the events say.
 
-    Class attributes hold the defaults, so that a request costs two assignments until an event
-    says more (this object is made for every request, which sets ``request`` and ``started``).
+    Class attributes hold the defaults, so that a request costs one assignment until an event
+    says more (this object is made for every request, which sets ``started``).
     """
 
-    request: object = None
-    """The aiohttp request this scope belongs to."""
     started = 0.0
-    """When the request reached the middleware (``time.perf_counter()`` seconds)."""
-    labels: tuple[str, str] | None = None
-    """The request's route and method labels, once looked up."""
+    """When the request reached the gateway (``time.perf_counter()`` seconds)."""
     model = ""
     expert = ""
     routed_at: float | None = None
@@ -51,8 +47,6 @@ class RequestScope:
     first_byte_at: float | None = None
     overhead: float | None = None
     """The gateway's own seconds, once the response's first byte went out."""
-    ended = False
-    """Whether the middleware is done with the request (an error envelope comes after)."""
     calls: list[tuple[float, float]] | None = None
     """(start, end) of every finished expert call, in ``time.perf_counter()`` seconds."""
     failed: set[str] | None = None

@@ -2,31 +2,35 @@
 
 The span is made current for the handler, so the request's ``chat`` span (opened by the
 tracker when the pipeline starts) becomes its child, and a caller that sent ``traceparent``
-sees the gateway's work inside its own trace.
+sees the gateway's work inside its own trace. It is opened by a request observer, which the
+core calls outside every middleware: a request refused by a key check or a rate limit has its
+span too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
 from opentelemetry import context, propagate, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from moe_core.http import status_of
-from moe_core.server import Handler
+from moe_core import RequestObserver
 from moe_otel import semconv
 from moe_otel.tracker import OTelTracker
 
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+SERVER_SPAN: web.RequestKey[tuple[Span, object]] = web.RequestKey("moe_otel_server_span")
+"""The request's server span, and the token that makes its context current."""
 
 
-def server_span_middleware(tracker: OTelTracker) -> Middleware:
-    @web.middleware
-    async def traced(request: web.Request, handler: Handler) -> web.StreamResponse:
-        tracer = tracker.tracer
+class ServerSpans(RequestObserver):
+    """Opens a server span as each request starts, and ends it with the request's status."""
+
+    def __init__(self, tracker: OTelTracker) -> None:
+        self.tracker = tracker
+
+    def request_started(self, request: web.Request) -> None:
+        tracer = self.tracker.tracer
         if tracer is None:
-            return await handler(request)
+            return
         resource = request.match_info.route.resource
         route = None if resource is None else resource.canonical
         attributes = {semconv.HTTP_METHOD: request.method, semconv.URL_PATH: request.path}
@@ -39,21 +43,22 @@ def server_span_middleware(tracker: OTelTracker) -> Middleware:
             kind=SpanKind.SERVER,
             attributes=attributes,
         )
-        token = context.attach(trace.set_span_in_context(span, parent))
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except BaseException as exc:
-            status = status_of(exc)
-            raise
-        finally:
-            span.set_attribute(semconv.HTTP_STATUS, status)
-            if status >= 500:
-                span.set_status(Status(StatusCode.ERROR))
-                span.set_attribute(semconv.ERROR_TYPE, str(status))
-            span.end()
-            context.detach(token)
+        request[SERVER_SPAN] = span, context.attach(trace.set_span_in_context(span, parent))
 
-    return traced
+    def request_ended(
+        self,
+        request: web.Request,
+        status: int,
+        response: web.StreamResponse | None,
+        error: BaseException | None,
+    ) -> None:
+        opened = request.get(SERVER_SPAN)
+        if opened is None:
+            return
+        span, token = opened
+        span.set_attribute(semconv.HTTP_STATUS, status)
+        if status >= 500:
+            span.set_status(Status(StatusCode.ERROR))
+            span.set_attribute(semconv.ERROR_TYPE, str(status))
+        span.end()
+        context.detach(token)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""The ``otel`` plugin's hooks: its config section, its tracker, the server-span middleware."""
+"""The ``otel`` plugin's hooks: its config section, its tracker, the server spans."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 from aiohttp import web
 
-from moe_core import AddMiddleware, MoE, Register, RegisterSection, hookimpl
+from moe_core import AddRequestObserver, MoE, Register, RegisterSection, hookimpl
 from moe_otel.config import KIND, SECTION, OTelConfig, add_tracker
-from moe_otel.http import server_span_middleware
+from moe_otel.http import ServerSpans
 from moe_otel.tracker import OTelTracker
 
 
@@ -29,7 +29,7 @@ def moe_prepare_config(data: dict[str, Any], base_dir: Path, source: str) -> Non
 
 
 @hookimpl
-def moe_setup_app(app: web.Application, moe: MoE, add_middleware: AddMiddleware) -> None:
+def moe_setup_app(app: web.Application, moe: MoE, add_request_observer: AddRequestObserver) -> None:
     tracker = next((t for t in moe.trackers.values() if isinstance(t, OTelTracker)), None)
     if tracker is not None:
-        add_middleware(server_span_middleware(tracker), stage="auth")
+        add_request_observer(ServerSpans(tracker))
