@@ -8,7 +8,10 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from moe_core.errors import MoEError
     from moe_core.orchestrator import MoE
+
+ErrorRenderer = Callable[[web.Request, "MoEError"], web.StreamResponse]
 
 MOE_KEY: web.AppKey[MoE] = web.AppKey("moe")
 API_KEYS_KEY: web.AppKey[frozenset[bytes]] = web.AppKey("api_keys")  # UTF-8 encoded
@@ -19,4 +22,6 @@ CUT_WARNINGS_KEY: web.AppKey[set[Callable[[], Awaitable[object]]]] = web.AppKey(
 START_ERROR_KEY: web.AppKey[list[BaseException]] = web.AppKey("start_error")
 # Paths answered without a key: health probes, and a page that asks for the key (frontends add).
 PUBLIC_PATHS_KEY: web.AppKey[set[str]] = web.AppKey("public_paths")
+# (path, renderer): errors on a path and below it in the wire format of the frontend serving it.
+ERROR_RENDERERS_KEY: web.AppKey[list[tuple[str, ErrorRenderer]]] = web.AppKey("error_renderers")
 REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("request_id")

@@ -236,7 +236,8 @@ class Frontend(Part):
     paths no other route matched (a catch-all) sets the class attribute ``mounted_by_default``
     to false, so that it answers only where a configuration asks with ``enabled: true``. One
     whose pages must load before a key is known adds their exact paths to
-    ``app[moe_core.appkeys.PUBLIC_PATHS_KEY]``.
+    ``app[moe_core.appkeys.PUBLIC_PATHS_KEY]``. One whose wire format has its own error shape
+    has its paths' errors rendered in it with :func:`moe_core.server.render_errors`.
     """
 
     mounted_by_default: ClassVar[bool] = True

@@ -4,8 +4,9 @@ Middlewares, outermost first: request id + access log + error envelope + request
 then the ``auth`` stage (the core's bearer keys first), the ``limits`` stage and the ``routes``
 stage, where plugins add theirs (:func:`moe_core.hookspecs.moe_setup_app`). Every
 error a client can see, aiohttp's own 404/405/413 included, is OpenAI's envelope
-``{"error": {"message", "type", "param", "code"}}``; an unexpected exception is logged with its
-traceback and answered with a plain 500 envelope, never the traceback itself.
+``{"error": {"message", "type", "param", "code"}}``, or the error shape of the frontend that
+serves the path (:func:`render_errors`); an unexpected exception is logged with its traceback
+and answered with a plain 500 envelope, never the traceback itself.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ from moe_core.appkeys import (
     BODY_LIMIT_KEY,
     BODY_TIMEOUT_KEY,
     CUT_WARNINGS_KEY,
+    ERROR_RENDERERS_KEY,
     MOE_KEY,
     PUBLIC_PATHS_KEY,
     REQUEST_ID_KEY,
     START_ERROR_KEY,
+    ErrorRenderer,
 )
 from moe_core.config import FrontendSettings, InstanceConfig
 from moe_core.errors import (
@@ -50,7 +53,6 @@ from moe_core.http import (
     RequestObserver,
     body_too_large,
     error_response,
-    json_response,
     status_of,
 )
 from moe_core.orchestrator import MoE, build_part, new_request_id
@@ -94,6 +96,7 @@ def create_app(moe: MoE, *, wait_for_experts: bool = False) -> web.Application:
     app[START_ERROR_KEY] = []
     app[PUBLIC_PATHS_KEY] = set(PUBLIC_PATHS)
     app[CUT_WARNINGS_KEY] = set()
+    app[ERROR_RENDERERS_KEY] = []
     app.on_shutdown.append(_warn_before_cut)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -234,27 +237,38 @@ def _response_starting(observers: tuple[RequestObserver, ...]) -> ResponseSignal
 
 
 def _envelope(request: web.Request, exc: Exception) -> web.StreamResponse:
-    """The error envelope for what a handler raised; a redirect is raised again, as it is no
-    error."""
+    """The error envelope for what a handler raised, in the wire format of the frontend that
+    serves the path (:func:`render_errors`), else OpenAI's; a redirect is raised again, as it
+    is no error."""
     if isinstance(exc, MoEError):
-        return error_response(exc)
-    if isinstance(exc, web.HTTPException):
+        error = exc
+    elif isinstance(exc, web.HTTPException):
         if exc.status < 400:
             raise exc
-        return error_response(_from_http_exception(request, exc))
-    log.exception("http.unhandled_error", method=request.method, path=request.path)
-    return json_response(
-        {
-            "error": {
-                "message": "The server had an error while processing your request. "
-                f"Request id: {request.get(REQUEST_ID_KEY)}",
-                "type": "server_error",
-                "param": None,
-                "code": "internal_error",
-            }
-        },
-        status=500,
-    )
+        error = _from_http_exception(request, exc)
+    else:
+        log.exception("http.unhandled_error", method=request.method, path=request.path)
+        error = MoEError(
+            "The server had an error while processing your request. "
+            f"Request id: {request.get(REQUEST_ID_KEY)}",
+            code="internal_error",
+        )
+    path = request.path
+    for prefix, render in request.app[ERROR_RENDERERS_KEY]:
+        if path == prefix or path.startswith(prefix + "/"):
+            return render(request, error)
+    return error_response(error)
+
+
+def render_errors(app: web.Application, path: str, render: ErrorRenderer) -> None:
+    """Have the errors of requests to ``path``, and to the paths below it, answered by
+    ``render`` instead of in OpenAI's envelope: for a frontend whose wire format has an error
+    shape of its own (call it from :meth:`moe_core.Frontend.setup`).
+
+    ``render`` gets every error such a request ends with, whichever layer raised it: the key
+    check, a rate limit, the router's 404 or 405, a body too large, the handler, or an
+    unexpected exception (a 500 ``internal_error``, logged with its traceback first)."""
+    app[ERROR_RENDERERS_KEY].append((path.rstrip("/"), render))
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> MoEError:
@@ -283,7 +297,7 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise AuthenticationFailed(
             "Incorrect API key provided."
             if bearer_key(request)
-            else "Missing API key: send it as 'Authorization: Bearer <key>'",
+            else "Missing API key: send it as 'Authorization: Bearer <key>' (or 'x-api-key')",
             headers={"WWW-Authenticate": "Bearer"},
         )
     return await handler(request)

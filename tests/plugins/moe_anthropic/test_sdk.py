@@ -287,8 +287,12 @@ async def test_keys_are_accepted_as_x_api_key_or_bearer(gateway, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_TEST_KEYS", "right")
     client = await gateway({**ECHO, "server": {"api_keys_env": "ANTHROPIC_TEST_KEYS"}})
     request = {"model": "auto", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]}
-    with pytest.raises(anthropic.AuthenticationError):
+    with pytest.raises(anthropic.AuthenticationError) as refused:
         await sdk(client, api_key="wrong").messages.create(**request)
+    # Refused by the gateway's key check, before the frontend: still Anthropic's error shape.
+    assert refused.value.body["type"] == "error"
+    assert refused.value.body["error"]["type"] == "authentication_error"
+    assert refused.value.request_id == refused.value.body["request_id"]
     by_x_api_key = await sdk(client, api_key="right").messages.create(**request)
     assert by_x_api_key.content[0].text == "echo: x"
     bearer = anthropic.AsyncAnthropic(

@@ -82,7 +82,9 @@ async def test_malformed_bodies_wrong_types_and_methods(gateway):
     text = await client.post("/v1/messages", data="hi", headers={"Content-Type": "text/plain"})
     assert (await error_of(text, 415))["type"] == "invalid_request_error"
     get = await client.get("/v1/messages")
-    assert (await error_of(get, 405))["message"] == "Method GET is not allowed for /v1/messages"
+    assert (await error_of(get, 405))["message"] == (
+        "Method GET is not allowed for /v1/messages; allowed: POST"
+    )
     assert get.headers["Allow"] == "POST"
     unknown = await client.post("/v1/messages/batches", json=GOOD)
     assert (await error_of(unknown, 404))["type"] == "not_found_error"

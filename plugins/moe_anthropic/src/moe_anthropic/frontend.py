@@ -9,7 +9,6 @@ after that, an error ends the stream with Anthropic's ``error`` event.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import structlog
@@ -17,19 +16,19 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from moe_anthropic.canonical import to_canonical
-from moe_anthropic.errors import envelope, error_body
+from moe_anthropic.errors import error_body
 from moe_anthropic.render import EventWriter, message
 from moe_anthropic.schema import CountTokensRequest, MessagesRequest
 from moe_core import MOE_KEY, ChatRequest, Frontend, InvalidRequest, MoEError, Usage
 from moe_core.appkeys import REQUEST_ID_KEY
 from moe_core.http import json_response, read_json_body
 from moe_core.run import CHARS_PER_TOKEN
+from moe_core.server import render_errors
 
 log = structlog.get_logger(__name__)
 
 MESSAGES = "/v1/messages"
 COUNT_TOKENS = "/v1/messages/count_tokens"
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -39,6 +38,7 @@ class AnthropicFrontend(Frontend):
     def setup(self, app: web.Application) -> None:
         app.router.add_post(MESSAGES, create_message)
         app.router.add_post(COUNT_TOKENS, count_tokens)
+        render_errors(app, MESSAGES, render_error)
 
 
 async def create_message(request: web.Request) -> web.StreamResponse:
@@ -146,45 +146,11 @@ def _validate(model: type[M], raw: bytes) -> M:
         raise InvalidRequest(f"{where}: {message}", param=where) from None
 
 
-def errors_middleware() -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """Errors on the Messages routes in Anthropic's shape, whichever layer raised them (a rate
-    limit before the handler, a 405 from the router, the handler itself); every other route
-    keeps the gateway's OpenAI envelope."""
-
-    @web.middleware
-    async def anthropic_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        path = request.path
-        if path != MESSAGES and not path.startswith(MESSAGES + "/"):
-            return await handler(request)
-        request_id = request.get(REQUEST_ID_KEY)
-        try:
-            return await handler(request)
-        except MoEError as exc:
-            return _error(exc.status, error_body(exc, request_id), request_id, exc.headers)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-            text = _http_message(request, exc)
-            return _error(exc.status, envelope(exc.status, text, request_id), request_id, headers)
-        except Exception:
-            log.exception("http.unhandled_error", method=request.method, path=path)
-            text = (
-                f"The server had an error while processing your request. Request id: {request_id}"
-            )
-            return _error(500, envelope(500, text, request_id), request_id, None)
-
-    return anthropic_errors
-
-
-def _http_message(request: web.Request, exc: web.HTTPException) -> str:
-    if exc.status == 404:
-        return f"Unknown request URL: {request.method} {request.path}."
-    if exc.status == 405:
-        return f"Method {request.method} is not allowed for {request.path}"
-    if exc.status == 413:
-        return "The request body is too large"
-    return exc.reason or "HTTP error"
+def render_error(request: web.Request, error: MoEError) -> web.Response:
+    """An error on the Messages routes in Anthropic's shape, whichever layer raised it (the key
+    check, a rate limit, a 405 from the router, the handler itself)."""
+    request_id = request.get(REQUEST_ID_KEY)
+    return _error(error.status, error_body(error, request_id), request_id, error.headers)
 
 
 def _error(
