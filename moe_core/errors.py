@@ -7,10 +7,11 @@ raise their own exception classes for it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 
 class MoEError(Exception):
@@ -215,6 +216,45 @@ def upstream_detail(body: bytes) -> str:
         if error or message:
             return str(error or message)
     return body[:500].decode("utf-8", "replace")
+
+
+def invalid_request(exc: ValidationError, *, at: str = "") -> InvalidRequest:
+    """The 400 for the first problem pydantic found in a request body, phrased as OpenAI
+    phrases it, with the offending field in ``param`` as OpenAI writes it
+    (``messages[2].content``); ``at`` is where the validated part sits in the body."""
+    error = exc.errors(include_url=False)[0]
+    if error["type"] == "json_invalid":
+        return InvalidRequest(
+            f"We could not parse the JSON body of your request: {error['msg']}",
+            code="invalid_json",
+        )
+    param = param_path(error["loc"], at)
+    if param is None and error["type"] == "model_type":
+        return InvalidRequest("The request body must be a JSON object", code="invalid_json")
+    if error["type"] == "missing":
+        return InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
+    if error["type"] == "extra_forbidden":
+        return InvalidRequest(
+            f"Unknown parameter: '{param}'.", param=param, code="unknown_parameter"
+        )
+    message = error["msg"].removeprefix("Value error, ")
+    if param is None:  # the body as a whole (a validator comparing two fields)
+        return InvalidRequest(f"Invalid request: {message}.", code="invalid_value")
+    shown = repr(error.get("input"))
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    return InvalidRequest(
+        f"Invalid value for '{param}': {message} (got {shown}).",
+        param=param,
+        code="invalid_value",
+    )
+
+
+def param_path(location: Sequence[str | int], at: str = "") -> str | None:
+    """``("input", 2, "content")`` as ``input[2].content``, below ``at`` when given."""
+    path = at
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or None
 
 
 class ConfigError(Exception):

@@ -31,6 +31,7 @@ from moe_core.errors import (
     ModelNotFound,
     MoEError,
     PluginError,
+    invalid_request,
 )
 from moe_core.events import (
     Event,
@@ -261,7 +262,7 @@ class MoE:
                 return _validate_request_json(request)
             return ChatRequest.model_validate(dict(request), strict=False)
         except ValidationError as exc:
-            raise _invalid_request(exc) from None
+            raise invalid_request(exc) from None
 
     async def route(self, request: RequestLike) -> RoutingDecision:
         """The routing decision for a request, without calling any expert."""
@@ -602,32 +603,6 @@ def _finished(request_id: str, started: float, error: MoEError) -> RequestFinish
         error=error.message,
         error_code=error.code,
     )
-
-
-def _invalid_request(exc: ValidationError) -> InvalidRequest:
-    """The first validation problem as OpenAI phrases it: a message and the offending param."""
-    error = exc.errors(include_url=False)[0]
-    if error["type"] == "json_invalid":
-        return InvalidRequest(
-            f"We could not parse the JSON body of your request: {error['msg']}",
-            code="invalid_json",
-        )
-    if error["type"] == "model_type" and not error["loc"]:
-        return InvalidRequest("The request body must be a JSON object", code="invalid_json")
-    param = ".".join(str(part) for part in error["loc"]) or None
-    if error["type"] == "missing":
-        return InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
-    return InvalidRequest(
-        f"Invalid value for '{param}': {error['msg'].removeprefix('Value error, ')} "
-        f"(got {_short(error.get('input'))}).",
-        param=param,
-        code="invalid_value",
-    )
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def build_slot(

@@ -179,7 +179,7 @@ def build_frontends(moe: MoE) -> list[Frontend]:
 
 def _request_middleware(access_log: bool, observers: tuple[RequestObserver, ...]):
     """The outermost layer: a request id bound into every log line, errors of every kind turned
-    into OpenAI's envelope, the access log and the request observers. One middleware rather
+    into the wire format's envelope, the access log and the request observers. One middleware rather
     than several, because each layer costs every request."""
 
     @web.middleware

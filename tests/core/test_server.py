@@ -59,7 +59,7 @@ async def test_request_id_is_generated_or_echoed(gateway):
             None,
             400,
             "invalid_value",
-            "messages.0.role",
+            "'messages[0].role'",
         ),
         (
             b'{"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}',
@@ -80,7 +80,7 @@ async def test_request_id_is_generated_or_echoed(gateway):
             None,
             400,
             "invalid_value",
-            "'messages.0.content': an empty array",
+            "'messages[0].content': an empty array",
         ),
         (
             b'{"messages": [{"role": "user", "content": "x"}], "stream": "yes"}',

@@ -81,7 +81,7 @@ async def test_the_weight_signal_is_neutral_without_feedback_and_follows_it():
         ({"request_id": "r", "quality_score": -0.1}, "quality_score", "greater than or equal"),
         ({"request_id": "r", "outcome": "great"}, "outcome", "'success', 'partial' or 'failure'"),
         ({"request_id": "r"}, None, "at least one of outcome"),
-        ({"request_id": "r", "rating": 3, "stars": 4}, "stars", "unknown parameter"),
+        ({"request_id": "r", "rating": 3, "stars": 4}, "stars", "Unknown parameter: 'stars'"),
         ({"request_id": "bad id!", "rating": 3}, "request_id", "should match pattern"),
         ({"request_id": "r", "rating": "five"}, "rating", "valid integer"),
     ],

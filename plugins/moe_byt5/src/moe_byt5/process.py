@@ -42,6 +42,7 @@ from moe_core import (
     UpstreamError,
 )
 from moe_core.appkeys import REQUEST_ID_KEY
+from moe_core.errors import invalid_request
 from moe_core.http import json_response, read_json_body
 
 DEFAULT_TASK = "process"
@@ -190,7 +191,7 @@ class ProcessFrontend(Frontend):
         try:
             body = ProcessBody.model_validate(data)
         except ValidationError as exc:
-            raise _invalid(exc) from None
+            raise invalid_request(exc) from None
         if not body.text.strip():
             raise InvalidRequest("'text' is empty", param="text")
         return body
@@ -264,21 +265,3 @@ def _check_task(moe: MoE, task: str, forced: str | None) -> None:
             param="task",
             code="unknown_task",
         )
-
-
-def _invalid(exc: ValidationError) -> InvalidRequest:
-    error = exc.errors(include_url=False)[0]
-    param = ".".join(str(part) for part in error["loc"]) or None
-    if error["type"] == "missing":
-        return InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
-    if error["type"] == "extra_forbidden":
-        return InvalidRequest(
-            f"Unknown parameter: '{param}'.", param=param, code="unknown_parameter"
-        )
-    got = repr(error.get("input"))
-    got = got if len(got) <= 60 else got[:57] + "..."
-    return InvalidRequest(
-        f"Invalid value for '{param}': {error['msg']} (got {got}).",
-        param=param,
-        code="invalid_value",
-    )

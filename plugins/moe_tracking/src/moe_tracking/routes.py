@@ -28,7 +28,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from moe_core.appkeys import MOE_KEY
-from moe_core.errors import InvalidRequest, MoEError, NotFound
+from moe_core.errors import InvalidRequest, MoEError, NotFound, invalid_request
 from moe_core.http import json_response, read_json_body
 from moe_core.orchestrator import MoE
 from moe_core.parts import Frontend
@@ -132,20 +132,7 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-        param = ".".join(str(part) for part in error["loc"]) or None
-        if error["type"] == "json_invalid":
-            raise InvalidRequest(
-                f"We could not parse the JSON body of your request: {error['msg']}",
-                code="invalid_json",
-            ) from None
-        if error["type"] == "missing":
-            raise InvalidRequest(f"Missing required parameter: '{param}'.", param=param) from None
-        message = error["msg"].removeprefix("Value error, ")
-        where = f"Invalid value for '{param}': " if param else "Invalid request: "
-        if error["type"] == "extra_forbidden":
-            message = "unknown parameter"
-        raise InvalidRequest(f"{where}{message}.", param=param, code="invalid_value") from None
+        raise invalid_request(exc) from None
 
 
 async def post_feedback(request: web.Request) -> web.Response:
