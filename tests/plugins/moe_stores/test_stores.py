@@ -3,6 +3,7 @@ worker thread, and a Redis client on a bounded pool that answered before it is h
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 import threading
@@ -52,6 +53,19 @@ async def test_sqlite_runs_every_function_on_one_thread_with_wal_on(tmp_path):
     # Committed as it went (autocommit): another connection sees every row.
     with sqlite3.connect(sqlite.path) as db:
         assert db.execute("SELECT count(*) FROM items").fetchone() == (5,)
+
+
+async def test_parts_starting_a_shared_store_together_open_it_once(tmp_path):
+    """Two parts that share a store may start it at once: one connection and one thread, not
+    two with one of them leaked."""
+    before = {thread.name for thread in threading.enumerate()}
+    sqlite = worker(tmp_path)
+    await asyncio.gather(*(sqlite.start() for _ in range(4)))
+    try:
+        threads = [t for t in threading.enumerate() if t.name.startswith("moe-test-sqlite")]
+        assert len([t for t in threads if t.name not in before]) == 1
+    finally:
+        await sqlite.close()
 
 
 async def test_sqlite_is_a_clear_error_before_start_and_after_close(tmp_path):

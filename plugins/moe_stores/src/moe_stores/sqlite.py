@@ -52,6 +52,8 @@ class SQLiteWorker:
         self._db: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
+        # Parts that share the store may start it at once: one of them opens it.
+        self._starting = asyncio.Lock()
 
     @property
     def started(self) -> bool:
@@ -59,17 +61,19 @@ class SQLiteWorker:
         return self._db is not None
 
     async def start(self) -> None:
-        """Create the file's folder, the worker thread and the connection (once)."""
-        if self._db is not None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.thread_name)
-        try:
-            db = await asyncio.get_running_loop().run_in_executor(executor, self._open)
-        except BaseException:
-            executor.shutdown(wait=False)
-            raise
-        self._executor, self._db, self._closed = executor, db, False
+        """Create the file's folder, the worker thread and the connection (once, however many
+        callers start it together)."""
+        async with self._starting:
+            if self._db is not None:
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.thread_name)
+            try:
+                db = await asyncio.get_running_loop().run_in_executor(executor, self._open)
+            except BaseException:
+                executor.shutdown(wait=False)
+                raise
+            self._executor, self._db, self._closed = executor, db, False
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
