@@ -15,7 +15,9 @@ each round visits every target, in a rotating order, and a noisy neighbour on a 
 hurts them all alike; an idle server costs nothing. A ratio is given twice: best round against
 best round (noise only ever slows a trial down), and as the range of the ratios within each round
 (the two targets measured a few seconds apart), which shows how much of it the machine's noise
-could have made.
+could have made. Beside the scaling of two workers over one stands its ceiling on this machine:
+the cores the one-worker run already kept busy, gateway, upstream and load generator together,
+against the cores there are.
 
     make bench-overhead [ARGS="--quick --skip-litellm --skip-scaling --skip-metrics --check"]
 """
@@ -177,6 +179,22 @@ def ratios(rows: dict[str, Row], raw: Results) -> dict[str, Any]:
     return out
 
 
+def scaling_ceiling(raw: Results, phase: str) -> dict[str, float] | None:
+    """How much more throughput any number of workers could give on this machine, from the
+    one-worker gateway's best round: the cores every process kept busy then (gateway, upstream
+    and load generator, from their CPU time per request), and the cores there are. When one
+    worker already keeps most of them busy, a second can only share them; its own switching
+    costs make the true ceiling lower still."""
+    trials = [t for t in raw.get("gateway", {}).get(phase, []) if not t.get("errors")]
+    best = max(trials, key=lambda t: pick(t, "rps") or 0.0, default=None)
+    spent = best.get("cpu_us_per_request") if best else None
+    if not best or not spent or not best.get("rps"):
+        return None
+    busy = sum(spent.values()) * best["rps"] / 1e6
+    cores = os.cpu_count() or 1
+    return {"busy_cores": round(busy, 2), "cores": cores, "ceiling": round(cores / busy, 3)}
+
+
 def bars(rows: dict[str, Row], over: dict[str, Any]) -> list[Result]:
     """The team's bars, judged on the figures as measured: none is tuned to pass."""
     gateway = rows.get("gateway", {})
@@ -251,6 +269,10 @@ def print_report(rows: dict[str, Row], raw: Results, over: dict[str, Any], clien
         for key in ("rps", "stream_rps"):
             rounds = ", ".join(fmt(value) for value in over[f"{name}_{key}_rounds"])
             print(f"  {name}_{key:11} {fmt(over[f'{name}_{key}']):>7}  [{rounds}]")
+    for key in ("rps", "stream_rps"):
+        if ceiling := over.get(f"workers_ceiling_{key}"):
+            print(f"  workers_ceiling_{key:11} {fmt(ceiling['ceiling']):>4}  (one worker kept "
+                  f"{ceiling['busy_cores']} of the {ceiling['cores']} cores busy)")  # fmt: skip
     print("\nclient choice, against the upstream directly:")
     for client, got in clients.items():
         print(f"  {client:8} sequential p50 {fmt(got['seq_p50_ms'])} ms, {fmt(got['rps'], 0)} rps")
@@ -326,6 +348,8 @@ def main() -> int:
     servers = {"direct": "upstream"}
     rows = summarise(raw, {name: servers.get(name, name) for name in raw})
     over = ratios(rows, raw)
+    for key, phase in (("rps", "plain_conc"), ("stream_rps", "stream_conc")):
+        over[f"workers_ceiling_{key}"] = scaling_ceiling(raw, phase)
     checks = bars(rows, over)
     print_report(rows, raw, over, clients, checks)
     machine = {"cpu_count": os.cpu_count(), "python": platform.python_version(),
