@@ -121,8 +121,8 @@ class RequestObserver:
 
     Each method runs in the request's own task, so a context variable set in
     :meth:`request_started` is seen by the handler, the pipeline's trackers and
-    :meth:`request_ended`. They run on every request: keep them quick, and never raise. The
-    defaults do nothing.
+    :meth:`request_ended`. They run on every request: keep them quick. One that raises is
+    logged with its traceback and never fails the request. The defaults do nothing.
     """
 
     def request_started(self, request: web.Request) -> None:

@@ -190,7 +190,10 @@ def _request_middleware(access_log: bool, observers: tuple[RequestObserver, ...]
         structlog.contextvars.bind_contextvars(request_id=rid)
         started = time.perf_counter()
         for observer in observers:
-            observer.request_started(request)
+            try:
+                observer.request_started(request)
+            except Exception:
+                _observer_failed(observer, "request_started")
         status = 500
         response: web.StreamResponse | None = None
         error: BaseException | None = None
@@ -216,7 +219,10 @@ def _request_middleware(access_log: bool, observers: tuple[RequestObserver, ...]
                     ms=elapsed_ms(started),
                 )
             for observer in observers:
-                observer.request_ended(request, status, response, error)
+                try:
+                    observer.request_ended(request, status, response, error)
+                except Exception:
+                    _observer_failed(observer, "request_ended")
             structlog.contextvars.unbind_contextvars("request_id")
 
     return request_id
@@ -231,9 +237,17 @@ def _response_starting(observers: tuple[RequestObserver, ...]) -> ResponseSignal
             return
         response.headers[REQUEST_ID_HEADER] = rid
         for observer in observers:
-            observer.response_starting(request, response)
+            try:
+                observer.response_starting(request, response)
+            except Exception:
+                _observer_failed(observer, "response_starting")
 
     return starting
+
+
+def _observer_failed(observer: RequestObserver, method: str) -> None:
+    """A request observer that fails is logged, and never fails the request it observes."""
+    log.exception("http.observer_failed", observer=type(observer).__qualname__, method=method)
 
 
 def _envelope(request: web.Request, exc: Exception) -> web.StreamResponse:

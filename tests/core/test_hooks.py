@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import structlog.testing
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import BaseModel, ConfigDict
@@ -235,6 +236,35 @@ async def test_request_observers_see_every_request_from_outside_every_middleware
     events.clear()
     assert (await client.get("/no/such/path", headers=key)).status == 404
     assert events[1] == ("ended", 404, "HTTPNotFound")
+
+
+async def test_an_observer_that_fails_is_logged_and_never_fails_the_request(gateway):
+    class Broken(RequestObserver):
+        def request_started(self, request):
+            raise RuntimeError("started")
+
+        def response_starting(self, request, response):
+            raise RuntimeError("starting")
+
+        def request_ended(self, request, status, response, error):
+            raise RuntimeError("ended")
+
+    class Adds:
+        @hookimpl
+        def moe_setup_app(self, add_request_observer):
+            add_request_observer(Broken())
+
+    client = await gateway(ECHO, plugins=[("adds", Adds())])
+    with structlog.testing.capture_logs() as logs:
+        answered = await client.post("/v1/chat/completions", json=user("hi", model="echo"))
+        assert answered.status == 200
+        assert (await answered.json())["choices"][0]["message"]["content"] == "hi"
+        streamed = await client.post(
+            "/v1/chat/completions", json=user("hi", model="echo", stream=True)
+        )
+        assert streamed.status == 200 and (await streamed.read()).endswith(b"[DONE]\n\n")
+    failed = [entry["method"] for entry in logs if entry["event"] == "http.observer_failed"]
+    assert sorted(failed) == sorted(["request_started", "response_starting", "request_ended"] * 2)
 
 
 def test_a_plugin_adds_a_command(capsys):
