@@ -12,13 +12,16 @@ import importlib
 import importlib.metadata
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 import pluggy
 from pydantic import BaseModel
 
 from moe_core import hookspecs
 from moe_core.errors import ConfigError, PluginError
+
+if TYPE_CHECKING:
+    from moe_core.http import RequestObserver
 
 # Re-exported: plugins import the options bases from here.
 from moe_core.options import BaseURL, CombinerOptions, Options  # noqa: F401
@@ -72,10 +75,9 @@ class AddMiddleware(Protocol):
 
 
 class AddRequestObserver(Protocol):
-    """The other callback :func:`moe_core.hookspecs.moe_setup_app` receives: it takes a
-    :class:`moe_core.http.RequestObserver`."""
+    """The other callback :func:`moe_core.hookspecs.moe_setup_app` receives."""
 
-    def __call__(self, observer: Any) -> None: ...
+    def __call__(self, observer: RequestObserver) -> None: ...
 
 
 @dataclass(frozen=True)
