@@ -7,9 +7,9 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from moe_core.plugins import Options
+from moe_stores.redis import RedisLocation
 
 ALL = "*"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class SemanticOptions(Options):
@@ -31,7 +31,7 @@ class SemanticOptions(Options):
     )
 
 
-class CacheOptions(Options):
+class CacheOptions(Options, RedisLocation):
     """Options of one ``response-cache`` tracker (nothing is cached unless ``experts`` names it)."""
 
     experts: list[str] | str = Field(
@@ -60,12 +60,6 @@ class CacheOptions(Options):
         None,
         description="SQLite file; default: $MOE_DATA_DIR (else $XDG_DATA_HOME/moe, else "
         "~/.local/share/moe), then cache.sqlite3.",
-    )
-    redis_url_env: str = Field(
-        "MOE_REDIS_URL", description="Environment variable holding the Redis URL."
-    )
-    redis_url: str | None = Field(
-        None, description="The Redis URL itself; prefer redis_url_env when it holds a password."
     )
     prefix: str = Field("moe:cache:", description="Prefix of every key in Redis.")
     semantic: SemanticOptions | None = Field(

@@ -7,14 +7,13 @@ Values are opaque bytes (a serialised answer); keys are hex digests (:mod:`moe_c
 
 from __future__ import annotations
 
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from moe_cache.options import DEFAULT_REDIS_URL, CacheOptions
+from moe_cache.options import CacheOptions
 from moe_core.artefacts import data_dir
 
 SQLITE_FILE = "cache.sqlite3"
@@ -93,5 +92,4 @@ def open_store(options: CacheOptions) -> CacheStore:
         return SQLiteStore(path, **bounds)
     from moe_cache.redis import RedisStore
 
-    url = options.redis_url or os.environ.get(options.redis_url_env) or DEFAULT_REDIS_URL
-    return RedisStore(url, options.prefix, **bounds)
+    return RedisStore(options.resolved_redis_url(), options.prefix, **bounds)

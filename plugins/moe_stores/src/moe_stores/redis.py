@@ -6,14 +6,35 @@ plugins that use this, and importing it costs every start-up a tenth of a second
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 POOL_TIMEOUT_S = 10
 """How long a call waits for a free connection of the pool before failing."""
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+
+
+class RedisLocation(BaseModel):
+    """Where a store's Redis server is: the options every store that may use Redis shares (the
+    options model of such a store derives from this one as well)."""
+
+    redis_url_env: str = Field(
+        "MOE_REDIS_URL", description="Environment variable holding the Redis URL."
+    )
+    redis_url: str | None = Field(
+        None, description="The Redis URL itself; prefer redis_url_env when it holds a password."
+    )
+
+    def resolved_redis_url(self) -> str:
+        """The URL itself, else the one in the environment variable, else Redis on this
+        machine."""
+        return self.redis_url or os.environ.get(self.redis_url_env) or DEFAULT_URL
 
 
 async def connect(url: str, *, max_connections: int, decode_responses: bool = False) -> Redis:

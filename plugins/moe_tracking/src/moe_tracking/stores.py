@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -10,16 +9,15 @@ from pydantic import Field
 
 from moe_core.artefacts import data_dir
 from moe_core.plugins import Options
+from moe_stores.redis import RedisLocation
 from moe_tracking.store import MemoryStore, Store
 
 SECTION = "tracking"
 RESOURCE = "tracking.store"
 """Under this key the gateway keeps the store every tracker of it shares."""
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
-
-class TrackingConfig(Options):
+class TrackingConfig(Options, RedisLocation):
     """``tracking``: where trackers keep what they learn, shared by every tracker that stores.
 
     ``memory`` forgets on restart; ``sqlite`` (the embedded default) keeps feedback and counters
@@ -33,12 +31,6 @@ class TrackingConfig(Options):
         None,
         description="SQLite file; default: $MOE_DATA_DIR, else $XDG_DATA_HOME/moe, else "
         "~/.local/share/moe, then tracking.sqlite3.",
-    )
-    redis_url_env: str = Field(
-        "MOE_REDIS_URL", description="Environment variable holding the Redis URL."
-    )
-    redis_url: str | None = Field(
-        None, description="The Redis URL itself; prefer redis_url_env when it holds a password."
     )
     prefix: str = Field("moe:", description="Prefix of every key in Redis (or row in SQLite).")
     refresh_s: float = Field(
@@ -57,5 +49,4 @@ def open_store(config: TrackingConfig) -> Store:
         return SQLiteStore(path, config.prefix)
     from moe_tracking.redis import RedisStore
 
-    url = config.redis_url or os.environ.get(config.redis_url_env) or DEFAULT_REDIS_URL
-    return RedisStore(url, config.prefix)
+    return RedisStore(config.resolved_redis_url(), config.prefix)
