@@ -22,6 +22,7 @@ from typing import Literal
 import structlog
 
 from moe_core import ConfigError
+from moe_localmodels import in_hub_cache
 
 log = structlog.get_logger(__name__)
 
@@ -71,7 +72,7 @@ def resolve(model: str, *, where: str) -> ModelSource:
         if not (path / "config.json").is_file():
             raise ConfigError(f"{where}: folder {model} has no config.json; is it a model folder?")
         return ModelSource("folder", str(path))
-    if _in_hub_cache(model):
+    if in_hub_cache(model):
         return ModelSource("hub-cache", model)
     raise ConfigError(
         f"{where}: model {model!r} is not a local folder, not a .gguf file and not in the local "
@@ -98,17 +99,6 @@ def _packaged_path(model: str, where: str) -> Path:
     if not path.exists():
         raise ConfigError(f"{where}: package {module!r} has no file or folder {filename}")
     return path
-
-
-def _in_hub_cache(model_id: str) -> bool:
-    if model_id.count("/") != 1:
-        return False
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
-        return False
-    found = try_to_load_from_cache(model_id, "config.json")
-    return isinstance(found, str)
 
 
 def converted_folder(gguf: Path, cache_dir: Path) -> Path:

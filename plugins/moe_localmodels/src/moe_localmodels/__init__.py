@@ -116,7 +116,7 @@ def resolve_checkpoint(checkpoint: str, *, where: str) -> str:
                 f"{where}: folder {checkpoint} has no config.json; is it a model folder?"
             )
         return str(path)
-    if _in_hub_cache(checkpoint):
+    if in_hub_cache(checkpoint):
         return checkpoint
     raise ConfigError(
         f"{where}: checkpoint {checkpoint!r} is not a local folder and not in the local Hugging "
@@ -126,7 +126,9 @@ def resolve_checkpoint(checkpoint: str, *, where: str) -> str:
     )
 
 
-def _in_hub_cache(checkpoint: str) -> bool:
+def in_hub_cache(checkpoint: str) -> bool:
+    """Whether ``checkpoint`` is a hub id (``org/name``) whose files are in the local Hugging
+    Face cache: nothing is ever downloaded."""
     if checkpoint.count("/") != 1:
         return False
     try:
