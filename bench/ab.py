@@ -4,10 +4,10 @@ On a shared machine throughput moves by tens of percent from one minute to the n
 from different runs cannot tell whether a change made the gateway slower. This starts the fake
 upstream (moe_openai_compat.testing), the gateway as bench/overhead.py runs it from a checkout
 of ``--base`` (a git worktree in a temporary folder, removed afterwards) and the same gateway
-from this tree, and measures both in interleaved rounds, each round visiting both in
-alternating order, in one piece and streamed. It reports the best round of each, the ratio
-within each round (the two measured seconds apart), and each gateway's CPU per request (the
-median round), which noise moves less than throughput.
+from this tree, and measures both as bench/overhead.py measures its targets: interleaved rounds,
+each visiting both in turn, in one piece and streamed. It reports the best round of each, the
+ratio within each round (the two measured seconds apart), and each gateway's CPU per request
+(the median round), which noise moves less than throughput.
 
 The base runs this tree's installed entry points with its own sources first on ``PYTHONPATH``,
 so it must need the same distributions installed: a revision a few commits back does.
@@ -23,21 +23,21 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from overhead import best_rps, median_cpu, pick, ratio, versions
+from overhead import Plan, measure, ratios, summarise, versions
 from results_io import write_results
-from servers import Server, loadgen, start_gateway, start_upstream, with_cpu
+from servers import start_gateway, start_upstream
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results" / "ab.json"
-KINDS = (("plain", False), ("stream", True))
+PAIR = {"tree_over_base": ("tree", "base")}
 
 
 @contextlib.contextmanager
-def worktree(rev: str, folder: Path):
+def worktree(rev: str, folder: Path) -> Iterator[Path]:
     """A checkout of ``rev`` in ``folder``, removed on the way out."""
     git = ["git", "-C", str(ROOT)]
     subprocess.run([*git, "worktree", "add", "--detach", "-q", str(folder), rev], check=True)
@@ -47,43 +47,8 @@ def worktree(rev: str, folder: Path):
         subprocess.run([*git, "worktree", "remove", "--force", str(folder)], check=False)
 
 
-def measure(gateways: dict[str, Server], servers: list[Server], args: argparse.Namespace) -> dict:
-    """Interleaved rounds of both gateways at 32 clients, after a warm-up of each."""
-    raw: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in gateways}
-    names = list(gateways)
-    for kind, stream in KINDS:
-        for server in gateways.values():
-            loadgen(server.url, stream, mode="conc", duration=1, concurrency=args.concurrency)
-        for round_ in range(args.rounds):
-            for name in names if round_ % 2 == 0 else names[::-1]:
-                print(f"  {kind:6} round {round_ + 1}  {name}", file=sys.stderr, flush=True)
-                result = with_cpu(servers, gateways[name].url, stream, mode="conc",
-                                  duration=args.seconds, concurrency=args.concurrency)  # fmt: skip
-                raw[name].setdefault(kind, []).append(result)
-    return raw
-
-
-def round_ratio(base: dict[str, Any], tree: dict[str, Any]) -> float | None:
-    """Tree over base within one round (``None`` when a trial failed)."""
-    if base.get("errors") or tree.get("errors"):
-        return None
-    return ratio(pick(tree, "rps"), pick(base, "rps"))
-
-
-def summarise(raw: dict) -> dict[str, Any]:
-    """Per kind: each gateway's best rps and median CPU, tree over base, and each round's own."""
-    out: dict[str, Any] = {}
-    for kind, _ in KINDS:
-        base, tree = raw["base"][kind], raw["tree"][kind]
-        out[kind] = {
-            "base_rps": best_rps(base),
-            "tree_rps": best_rps(tree),
-            "tree_over_base": ratio(best_rps(tree), best_rps(base)),
-            "rounds": [round_ratio(a, b) for a, b in zip(base, tree, strict=False)],
-            "base_cpu_us": median_cpu(base, "base"),
-            "tree_cpu_us": median_cpu(tree, "tree"),
-        }
-    return out
+def fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def main() -> int:
@@ -100,29 +65,32 @@ def main() -> int:
     if rev.returncode != 0:
         print(f"ab: not a revision: {args.base}", file=sys.stderr)
         return 2
+    commit = rev.stdout.strip()
+    plan = Plan(duration_s=args.seconds, rounds=args.rounds, concurrency=args.concurrency)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds, so the servers stop
     with tempfile.TemporaryDirectory(prefix="moe-ab-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
-        base = stack.enter_context(worktree(rev.stdout.strip(), work / "checkout"))
+        base = stack.enter_context(worktree(commit, work / "checkout"))
         upstream = stack.enter_context(start_upstream(work))
         upstream.wait_ready(60)
-        gateways = {
+        targets = {
             "base": start_gateway(work, upstream, name="base", metrics=args.metrics, source=base),
             "tree": start_gateway(work, upstream, name="tree", metrics=args.metrics),
         }
-        for server in gateways.values():
+        for server in targets.values():
             stack.enter_context(server).wait_ready(120)
-        raw = measure(gateways, [upstream, *gateways.values()], args)
-    figures = summarise(raw)
-    print(f"\n{args.base} ({rev.stdout.strip()[:10]}) against this tree, best round of "
-          f"{args.rounds}, {args.concurrency} clients:")  # fmt: skip
-    for kind, got in figures.items():
-        rounds = ", ".join("-" if r is None else f"{r:.3f}" for r in got["rounds"])
-        print(f"  {kind:6} {got['base_rps']} -> {got['tree_rps']} rps: "
-              f"{got['tree_over_base']}x [{rounds}]; "
-              f"CPU {got['base_cpu_us']} -> {got['tree_cpu_us']} us a request")  # fmt: skip
-    report = {"base": args.base, "base_commit": rev.stdout.strip(), "metrics": args.metrics,
-              "versions": versions(), "figures": figures, "raw": raw}  # fmt: skip
+        raw = measure(targets, plan, lambda line: print(line, file=sys.stderr, flush=True))
+    rows = summarise(raw, {name: name for name in targets})
+    over = ratios(rows, raw, PAIR)
+    print(f"\n{args.base} ({commit[:10]}) against this tree, best round of {args.rounds}, "
+          f"{args.concurrency} clients:")  # fmt: skip
+    for key, cpu in (("rps", "cpu_us_per_req"), ("stream_rps", "stream_cpu_us_per_req")):
+        rounds = ", ".join(fmt(r) for r in over[f"tree_over_base_{key}_rounds"])
+        print(f"  {key:10} {rows['base'][key]} -> {rows['tree'][key]}: "
+              f"{fmt(over[f'tree_over_base_{key}'])}x [{rounds}]; "
+              f"CPU {rows['base'][cpu]} -> {rows['tree'][cpu]} us a request")  # fmt: skip
+    report = {"base": args.base, "base_commit": commit, "metrics": args.metrics,
+              "versions": versions(), "summary": rows, "ratios": over, "raw": raw}  # fmt: skip
     write_results(report, args.out)
     return 0
 

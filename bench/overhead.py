@@ -160,11 +160,13 @@ def summarise(raw: Results, servers: dict[str, str]) -> dict[str, Row]:
     return rows
 
 
-def ratios(rows: dict[str, Row], raw: Results) -> dict[str, Any]:
+def ratios(
+    rows: dict[str, Row], raw: Results, pairs: dict[str, tuple[str, str]] = RATIOS
+) -> dict[str, Any]:
     """Each pair's ratio, best round against best round, and ``<name>_rounds``: the ratio within
     each round, where both targets were measured within seconds (None for a failed trial)."""
     out: dict[str, Any] = {}
-    for name, (target, baseline) in RATIOS.items():
+    for name, (target, baseline) in pairs.items():
         for key, phase in (("rps", "plain_conc"), ("stream_rps", "stream_conc")):
             out[f"{name}_{key}"] = ratio(
                 rows.get(target, {}).get(key), rows.get(baseline, {}).get(key)
