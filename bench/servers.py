@@ -160,8 +160,8 @@ def start_gateway(
 
 def sources(checkout: Path) -> list[str]:
     """The folders holding the core's and every plugin's packages in a checkout."""
-    plugins = sorted(path / "src" for path in (checkout / "plugins").glob("*") if path.is_dir())
-    return [str(checkout), *(str(path) for path in plugins if path.is_dir())]
+    plugins = sorted(str(path) for path in checkout.glob("plugins/*/src") if path.is_dir())
+    return [str(checkout), *plugins]
 
 
 def start_litellm(workdir: Path, upstream: Server) -> Server:
